@@ -1,0 +1,94 @@
+"""Stage-1 sparse-motion ControlNet (``ControlNet3D``), attached to the flow UNet as child ``controlnet``.
+
+Same down path and mid block as the UNet (motion modules included) with its own embeddings; the
+5-channel control (4 flow-VAE latent channels + the hint mask) enters through a Conv3d stem added to
+the ``conv_in`` output. Outputs 12 down residuals (one per UNet skip) and one mid residual, each through
+a 1x1 "zero conv".
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import UNetConfig
+from .embeddings import TimestepEmbedding, batch_stride, batch_timesteps, time_and_stride_embedding, timestep_sinusoid
+from .resnet import from_frames, to_frames
+from .unet_blocks import UNetMidBlock3DCrossAttn, build_down_blocks, skip_channels
+
+
+class ControlNetConditioningEmbedding(nn.Module):
+    """``layers.0`` Conv3d(cond, hidden, (1,3,3)) -> SiLU -> ``layers.2`` Conv3d(hidden, C0, (1,3,3))."""
+
+    def __init__(self, cond_channels: int, hidden: int, out_channels: int, dtype=None, device=None):
+        super().__init__()
+        kw = dict(kernel_size=(1, 3, 3), padding=(0, 1, 1), dtype=dtype, device=device)
+        self.layers = nn.Sequential(nn.Conv3d(cond_channels, hidden, **kw), nn.SiLU(), nn.Conv3d(hidden, out_channels, **kw))
+
+    def forward(self, control: torch.Tensor) -> torch.Tensor:
+        return self.layers(control)
+
+
+class ControlNet3D(nn.Module):
+    def __init__(self, cfg: UNetConfig, dtype=None, device=None):
+        super().__init__()
+        kw = dict(dtype=dtype, device=device)
+        self.config = cfg
+        c0 = cfg.block_out_channels[0]
+        self.conv_in = nn.Conv2d(cfg.in_channels, c0, 3, padding=1, **kw)
+        self.time_embedding = TimestepEmbedding(c0, cfg.time_embed_dim, **kw)
+        self.stride_embedding = TimestepEmbedding(c0, cfg.time_embed_dim, **kw) if cfg.stride_embedding else None
+        self.controlnet_cond_embedding = ControlNetConditioningEmbedding(
+            cfg.controlnet_conditioning_channels, cfg.controlnet_conditioning_hidden, c0, **kw
+        )
+        self.down_blocks = build_down_blocks(cfg, **kw)
+        self.mid_block = UNetMidBlock3DCrossAttn(cfg, cfg.block_out_channels[-1], **kw)
+        self.controlnet_down_blocks = nn.ModuleList([nn.Conv2d(c, c, 1, **kw) for c in skip_channels(cfg)])
+        last = cfg.block_out_channels[-1]
+        self.controlnet_mid_block = nn.Conv2d(last, last, 1, **kw)
+
+    def frame_residuals(
+        self,
+        sample: torch.Tensor,
+        timestep,
+        stride,
+        context: torch.Tensor,
+        control: torch.Tensor,
+        scale: float = 1.0,
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Residuals in frame-batched layout ``(B*F, C, h, w)`` (what the UNet adds to its skips)."""
+        cfg = self.config
+        batch, _, frames, height, width = sample.shape
+        expected = (batch, cfg.controlnet_conditioning_channels, frames, height, width)
+        if tuple(control.shape) != expected:
+            raise ValueError(f"control must have shape {expected} (latent channels + mask), got {tuple(control.shape)}")
+        dtype = self.conv_in.weight.dtype
+        timesteps = batch_timesteps(timestep, batch, sample.device)
+        if self.stride_embedding is not None:
+            if stride is None:
+                raise ValueError("this ControlNet has a stride embedding: pass stride (B0, F)")
+            emb = time_and_stride_embedding(
+                self.time_embedding, self.stride_embedding, timesteps, batch_stride(stride, batch, frames, sample.device),
+                cfg.block_out_channels[0], cfg.flip_sin_to_cos, cfg.freq_shift,
+            )
+        else:
+            t = timestep_sinusoid(timesteps, cfg.block_out_channels[0], cfg.flip_sin_to_cos, cfg.freq_shift)
+            emb = self.time_embedding(t)[:, None].expand(batch, frames, -1)
+        temb = emb.reshape(batch * frames, -1)
+        context = context.to(dtype)
+
+        x = self.conv_in(to_frames(sample.to(dtype)))
+        x = x + to_frames(self.controlnet_cond_embedding(control.to(dtype)))
+        skips = [x]
+        for block in self.down_blocks:
+            x, block_skips = block(x, temb, context, frames)
+            skips.extend(block_skips)
+        x = self.mid_block(x, temb, context, frames)
+        down = [conv(s) * scale for conv, s in zip(self.controlnet_down_blocks, skips)]
+        return down, self.controlnet_mid_block(x) * scale
+
+    def forward(self, sample, timestep, stride, context, control, scale: float = 1.0):
+        """-> (12 down residuals, mid residual), each ``(B, C, F, h, w)``."""
+        frames = sample.shape[2]
+        down, mid = self.frame_residuals(sample, timestep, stride, context, control, scale)
+        return [from_frames(r, frames) for r in down], from_frames(mid, frames)

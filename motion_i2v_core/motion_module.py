@@ -1,0 +1,146 @@
+"""AnimateDiff-style motion module (``VanillaTemporalModule``) with optional Motion-I2V flow warping.
+
+Without a warp context the temporal attention is plain self-attention over the F frames at each
+spatial location (stage 1, and AnimateDiff). With a ``FlowWarpContext`` (stage 2) both attention
+blocks of every module use the motion-augmented attention of ``ops.motion_attention``.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .embeddings import PositionalEncoding
+from .ops import get_op
+from .spatial_attention import FeedForward
+
+
+class FlowWarpContext:
+    """Per-call state of the stage-2 warp: the image-resolution flow and its resized copies.
+
+    :param flow: ``(B_f, F, 2, H_img, W_img)`` pixels at image resolution, ch0 = dx, ch1 = dy.
+    :param official_compat: reproduce quirk Q1 (CFG-branch mixing of the warped reference).
+
+    The flow is resized once per feature size (bilinear, align_corners=False, no antialias, straight from
+    image resolution) and rescaled to feature pixels, then reused by every module at that size.
+    """
+
+    def __init__(self, flow: torch.Tensor, official_compat: bool = False):
+        if flow.ndim != 5 or flow.shape[2] != 2:
+            raise ValueError(f"flow must be (B, F, 2, H, W) in pixels, got shape {tuple(flow.shape)}")
+        self.flow = flow.float()
+        self.official_compat = bool(official_compat)
+        self._resized: dict[tuple[int, int], torch.Tensor] = {}
+
+    def at(self, height: int, width: int) -> torch.Tensor:
+        """Flow at a ``height x width`` feature map, in feature pixels, ``(B_f, F, 2, h, w)`` float32."""
+        key = (height, width)
+        if key not in self._resized:
+            bf, frames, _, h_img, w_img = self.flow.shape
+            fl = F.interpolate(
+                self.flow.reshape(bf * frames, 2, h_img, w_img), size=key, mode="bilinear", align_corners=False
+            )
+            # Python-float ratios, as the official code divides by (W_img / W) and (H_img / H).
+            fl = torch.stack([fl[:, 0] / (w_img / width), fl[:, 1] / (h_img / height)], dim=1)
+            self._resized[key] = fl.reshape(bf, frames, 2, height, width)
+        return self._resized[key]
+
+
+class TemporalAttention(nn.Module):
+    """Self-attention over frames with the sinusoidal PE (buffer ``pos_encoder.pe``) added to its input."""
+
+    def __init__(self, dim: int, heads: int, pe_max_len: int = 32, dtype=None, device=None):
+        super().__init__()
+        kw = dict(dtype=dtype, device=device)
+        self.heads = heads
+        self.to_q = nn.Linear(dim, dim, bias=False, **kw)
+        self.to_k = nn.Linear(dim, dim, bias=False, **kw)
+        self.to_v = nn.Linear(dim, dim, bias=False, **kw)
+        self.to_out = nn.ModuleList([nn.Linear(dim, dim, **kw)])
+        self.pos_encoder = PositionalEncoding(dim, pe_max_len, **kw)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        num_frames: int,
+        height: int,
+        width: int,
+        warp: Optional[FlowWarpContext] = None,
+    ) -> torch.Tensor:
+        """``x``: LayerNorm-ed tokens ``(B*F, H*W, C)`` -> ``(B*F, H*W, C)``."""
+        bf, n, c = x.shape
+        if warp is None:
+            batch = bf // num_frames
+            seq = x.reshape(batch, num_frames, n, c).transpose(1, 2).reshape(batch * n, num_frames, c)
+            seq = self.pos_encoder(seq)
+            out = get_op("multihead_attention")(self.to_q(seq), self.to_k(seq), self.to_v(seq), self.heads)
+            out = out.reshape(batch, n, num_frames, c).transpose(1, 2).reshape(bf, n, c)
+        else:
+            out = get_op("motion_augmented_attention")(
+                x,
+                warp.at(height, width),
+                num_frames=num_frames,
+                height=height,
+                width=width,
+                pe=self.pos_encoder.pe,
+                heads=self.heads,
+                w_q=self.to_q.weight,
+                w_k=self.to_k.weight,
+                w_v=self.to_v.weight,
+                official_compat=warp.official_compat,
+            )
+        return self.to_out[0](out)
+
+
+class TemporalTransformerBlock(nn.Module):
+    """Two pre-LN temporal attentions (``attention_blocks.{0,1}``, ``norms.{0,1}``) + GEGLU feed-forward."""
+
+    def __init__(self, dim: int, heads: int, pe_max_len: int = 32, dtype=None, device=None):
+        super().__init__()
+        kw = dict(dtype=dtype, device=device)
+        self.attention_blocks = nn.ModuleList([TemporalAttention(dim, heads, pe_max_len, **kw) for _ in range(2)])
+        self.norms = nn.ModuleList([nn.LayerNorm(dim, eps=1e-5, **kw) for _ in range(2)])
+        self.ff = FeedForward(dim, **kw)
+        self.ff_norm = nn.LayerNorm(dim, eps=1e-5, **kw)
+
+    def forward(self, x, num_frames, height, width, warp=None):
+        for attn, norm in zip(self.attention_blocks, self.norms):
+            x = x + attn(norm(x), num_frames, height, width, warp)
+        return x + self.ff(self.ff_norm(x))
+
+
+class TemporalTransformer3D(nn.Module):
+    """Per-frame ``GN (eps 1e-6) -> Linear proj_in -> block -> Linear proj_out -> + input``."""
+
+    def __init__(self, channels: int, heads: int, norm_groups: int = 32, pe_max_len: int = 32, dtype=None, device=None):
+        super().__init__()
+        kw = dict(dtype=dtype, device=device)
+        self.norm = nn.GroupNorm(norm_groups, channels, eps=1e-6, affine=True, **kw)
+        self.proj_in = nn.Linear(channels, channels, **kw)
+        self.transformer_blocks = nn.ModuleList([TemporalTransformerBlock(channels, heads, pe_max_len, **kw)])
+        self.proj_out = nn.Linear(channels, channels, **kw)
+
+    def forward(self, x: torch.Tensor, num_frames: int, warp: Optional[FlowWarpContext] = None) -> torch.Tensor:
+        bf, c, h, w = x.shape
+        hidden = self.norm(x).permute(0, 2, 3, 1).reshape(bf, h * w, c)
+        hidden = self.proj_in(hidden)
+        for block in self.transformer_blocks:
+            hidden = block(hidden, num_frames, h, w, warp)
+        hidden = self.proj_out(hidden)
+        return hidden.reshape(bf, h, w, c).permute(0, 3, 1, 2).contiguous() + x
+
+
+class VanillaTemporalModule(nn.Module):
+    """Motion module on frame-batched ``(B*F, C, H, W)``; the time embedding and text are not used."""
+
+    def __init__(self, channels: int, heads: int = 8, norm_groups: int = 32, pe_max_len: int = 32, dtype=None, device=None):
+        super().__init__()
+        self.temporal_transformer = TemporalTransformer3D(
+            channels, heads, norm_groups, pe_max_len, dtype=dtype, device=device
+        )
+
+    def forward(self, x: torch.Tensor, num_frames: int, warp: Optional[FlowWarpContext] = None) -> torch.Tensor:
+        return self.temporal_transformer(x, num_frames, warp)
