@@ -1,0 +1,8 @@
+"""Reading, validating, converting and assembling Motion-I2V weights (no ComfyUI imports)."""
+
+from .validate import CheckpointError, check_state_dict, identify_state_dict  # noqa: F401
+from .files import read_state_dict, read_metadata  # noqa: F401
+from .ldm import convert_ldm_unet_state_dict, convert_ldm_vae_state_dict, load_ldm_checkpoint  # noqa: F401
+from .official import Stage1Models, Stage2Models, load_stage1, load_stage2  # noqa: F401
+from .convert import component_info, convert_official_tree, load_component, save_component  # noqa: F401
+from .official import official_paths  # noqa: F401

@@ -1,0 +1,230 @@
+"""One `.safetensors` file per model component, with its config embedded, and back.
+
+Components: flow_unet (stage-1 UNet incl. the `controlnet.` child), flow_vae, image_vae,
+render_unet (stage-2 UNet: 2-D + motion modules) and vae (stage-2 VAE). Header metadata:
+  motion_i2v.format_version  "1"
+  motion_i2v.component       one of COMPONENTS
+  motion_i2v.config_class    "UNetConfig" | "VAEConfig"
+  motion_i2v.config          the config dataclass as JSON
+  motion_i2v.dtype           dtype of the weights ("float16" / "float32")
+The `pos_encoder.pe` buffers are always written in float32 (they are exact formula values and
+fp16 would round them). Files are written to a temporary name and renamed, so an interrupted
+conversion never leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from ..config import UNetConfig, VAEConfig
+from ..vae import AutoencoderKL
+from .files import read_state_dict
+from .validate import CheckpointError, identify_state_dict, is_pe_key
+
+FORMAT_VERSION = "1"
+META_PREFIX = "motion_i2v."
+COMPONENTS = ("flow_unet", "flow_vae", "image_vae", "render_unet", "vae")
+_CONFIG_CLASSES = {"UNetConfig": UNetConfig, "VAEConfig": VAEConfig}
+_DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def _component_of(module: nn.Module) -> str:
+    from ..unet3d import FlowUNet, RenderUNet
+
+    if isinstance(module, FlowUNet):
+        if getattr(module, "controlnet", None) is None:
+            raise ValueError("flow_unet must be saved with its ControlNet child")
+        return "flow_unet"
+    if isinstance(module, RenderUNet):
+        return "render_unet"
+    if isinstance(module, AutoencoderKL):
+        return "flow_vae" if module.config.in_channels == 2 else "image_vae"
+    raise ValueError(f"no component name for a {type(module).__name__}; pass component=")
+
+
+def _config_json(cfg: Any) -> tuple[str, str]:
+    if not dataclasses.is_dataclass(cfg) or type(cfg).__name__ not in _CONFIG_CLASSES:
+        raise ValueError(f"config must be a UNetConfig or VAEConfig, got {type(cfg).__name__}")
+    return type(cfg).__name__, json.dumps(dataclasses.asdict(cfg), sort_keys=True)
+
+
+def save_component(module_or_state_dict: nn.Module | Mapping[str, torch.Tensor], path: str | os.PathLike,
+                   dtype: torch.dtype = torch.float16, *, component: str | None = None,
+                   config: Any = None) -> Path:
+    """Write one component to `path` (.safetensors). A module brings its own `config`; a bare state
+    dict needs `component=` and `config=`. Returns the path written."""
+    from safetensors.torch import save_file
+
+    if dtype not in _DTYPES.values():
+        raise ValueError(f"dtype must be float16, bfloat16 or float32, got {dtype}")
+    if isinstance(module_or_state_dict, nn.Module):
+        component = component or _component_of(module_or_state_dict)
+        config = config if config is not None else module_or_state_dict.config
+        sd = module_or_state_dict.state_dict()
+    else:
+        sd = dict(module_or_state_dict)
+        if component is None or config is None:
+            raise ValueError("saving a state dict needs component= and config=")
+    if component not in COMPONENTS:
+        raise ValueError(f"component must be one of {COMPONENTS}, got {component!r}")
+    cls_name, cfg_json = _config_json(config)
+    tensors = {}
+    for key, value in sd.items():
+        value = value.detach()
+        if is_pe_key(key):
+            value = _exact_pe(key, value)
+        elif value.is_floating_point():
+            value = value.to(dtype)
+        tensors[key] = value.to("cpu").contiguous()
+    metadata = {
+        META_PREFIX + "format_version": FORMAT_VERSION,
+        META_PREFIX + "component": component,
+        META_PREFIX + "config_class": cls_name,
+        META_PREFIX + "config": cfg_json,
+        META_PREFIX + "dtype": str(dtype).replace("torch.", ""),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(_dedupe_shared(tensors), str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _exact_pe(key: str, value: torch.Tensor) -> torch.Tensor:
+    """pe buffers in float32. A module held in fp16 has a rounded table; write the exact formula
+    values instead when they agree with it (they always do for tables built by this pack)."""
+    if value.dtype == torch.float32:
+        return value
+    from ..embeddings import temporal_position_table
+
+    _, max_len, channels = value.shape
+    exact = temporal_position_table(channels, max_len)
+    if torch.allclose(value.float().cpu(), exact, atol=2e-3, rtol=0):
+        return exact
+    return value.float()
+
+
+def _dedupe_shared(tensors: dict) -> dict:
+    # safetensors refuses tensors that share storage; the models have none, but be safe
+    seen = {}
+    out = {}
+    for k, v in tensors.items():
+        ptr = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape)) if v.numel() else None
+        out[k] = v.clone() if ptr is not None and ptr in seen else v
+        if ptr is not None:
+            seen[ptr] = k
+    return out
+
+
+def component_info(path: str | os.PathLike) -> dict | None:
+    """(component, config, dtype, format_version) of a converted file, or None if it is not one."""
+    from .files import read_metadata
+
+    meta = read_metadata(path)
+    if META_PREFIX + "component" not in meta:
+        return None
+    return {k[len(META_PREFIX):]: v for k, v in meta.items() if k.startswith(META_PREFIX)}
+
+
+def _config_from_meta(meta: Mapping[str, str], path) -> Any:
+    cls = _CONFIG_CLASSES.get(meta.get(META_PREFIX + "config_class", ""))
+    if cls is None:
+        raise CheckpointError(f"{path}: unknown config class {meta.get(META_PREFIX + 'config_class')!r}.")
+    try:
+        values = json.loads(meta[META_PREFIX + "config"])
+    except (KeyError, ValueError):
+        raise CheckpointError(f"{path}: the embedded config is missing or not JSON; re-convert the file.") from None
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise CheckpointError(f"{path}: config fields {unknown} are not known to this version; the file "
+                              f"was written by a newer Motion-I2V pack.")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: invalid embedded config: {e}") from None
+
+
+def _builder(component: str, cfg: Any):
+    from ..unet3d import FlowUNet, RenderUNet
+
+    if component == "flow_unet":
+        return lambda dtype, device: FlowUNet(cfg, with_controlnet=True, dtype=dtype, device=device)
+    if component == "render_unet":
+        return lambda dtype, device: RenderUNet(cfg, dtype=dtype, device=device)
+    return lambda dtype, device: AutoencoderKL(cfg, dtype=dtype, device=device)
+
+
+def load_component(path: str | os.PathLike, dtype: torch.dtype | None = torch.float32, device="cpu",
+                   expected: str | tuple[str, ...] | None = None) -> nn.Module:
+    """Rebuild a module from a file written by `save_component` (config from its metadata) and
+    strict-load it. `expected`: component name(s) the caller accepts. `dtype=None` keeps the
+    file's dtype."""
+    from .official import build_and_load
+
+    sd, meta = read_state_dict(path, return_metadata=True)
+    component = meta.get(META_PREFIX + "component")
+    if component is None:
+        _, looks = identify_state_dict(sd)
+        raise CheckpointError(f"{path}: not a converted Motion-I2V component file (no "
+                              f"'{META_PREFIX}component' metadata); it looks like {looks}.")
+    version = meta.get(META_PREFIX + "format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format version {version!r}, this pack reads version {FORMAT_VERSION}.")
+    if component not in COMPONENTS:
+        raise CheckpointError(f"{path}: unknown component {component!r}.")
+    wanted = (expected,) if isinstance(expected, str) else expected
+    if wanted and component not in wanted:
+        raise CheckpointError(f"{path}: this file holds the {component}, expected {' or '.join(wanted)}.")
+    cfg = _config_from_meta(meta, path)
+    if dtype is None:
+        dtype = _DTYPES.get(meta.get(META_PREFIX + "dtype", "float32"), torch.float32)
+    return build_and_load(_builder(component, cfg), sd, file=str(path), expected_what=f"{component} "
+                          f"(config embedded in the file)", dtype=dtype, device=device)
+
+
+def convert_official_tree(models_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                          dtype: torch.dtype = torch.float16, components: tuple[str, ...] = COMPONENTS,
+                          overwrite: bool = False) -> dict[str, Path]:
+    """Convert the official folder tree under `models_dir` (the models/motion_i2v folder holding
+    stage1/ and stage2/) to `<out_dir>/<component>.safetensors`. Returns {component: path}."""
+    from .official import STAGE1_SUBDIR, load_stage1, load_stage2
+
+    models_dir, out_dir = Path(models_dir), Path(out_dir)
+    bad = [c for c in components if c not in COMPONENTS]
+    if bad:
+        raise ValueError(f"unknown components {bad}; choose from {COMPONENTS}")
+    targets = {c: out_dir / f"{c}.safetensors" for c in components}
+    if not overwrite:
+        existing = [str(p) for p in targets.values() if p.exists()]
+        if existing:
+            raise FileExistsError(f"already converted (pass overwrite=True to replace): {', '.join(existing)}")
+    written: dict[str, Path] = {}
+    # load in the target dtype so an SD-1.5 stage never needs fp32 copies of everything
+    load_dtype = dtype
+    if {"flow_unet", "flow_vae", "image_vae"} & set(components):
+        s1 = load_stage1(models_dir / STAGE1_SUBDIR, dtype=load_dtype)
+        for name, module in (("flow_unet", s1.unet), ("flow_vae", s1.flow_vae), ("image_vae", s1.image_vae)):
+            if name in components:
+                written[name] = save_component(module, targets[name], dtype, component=name)
+        del s1
+    if {"render_unet", "vae"} & set(components):
+        s2 = load_stage2(models_dir / "stage2", dtype=load_dtype)
+        for name, module in (("render_unet", s2.unet), ("vae", s2.vae)):
+            if name in components:
+                written[name] = save_component(module, targets[name], dtype, component=name)
+        del s2
+    return written

@@ -1,0 +1,314 @@
+"""KL autoencoder (the SD-1.5 "KL-f8" VAE) with diffusers-0.11 parameter names.
+
+Used three times in Motion-I2V: the 2-channel flow VAE of stage 1, the 3-channel image VAE of
+stage 1 and the stage-2 VAE. The official files use the *old* diffusers attention names
+(`mid_block.attentions.0.{group_norm,query,key,value,proj_attn}`), so those are the module names
+here; files with the newer names (`to_q/to_k/to_v/to_out.0`) are renamed on load
+(`rename_attention_keys`).
+
+Images are (N, C, H, W); callers encode / decode video frame by frame.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import VAEConfig
+
+VAE_NORM_EPS = 1e-6  # diffusers' VAE blocks use 1e-6 everywhere (not the UNet's 1e-5)
+LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0
+
+
+class DiagonalGaussian:
+    """Posterior N(mean, exp(logvar)) of the encoder; logvar clamped to [-30, 20] as diffusers does."""
+
+    def __init__(self, moments: torch.Tensor):
+        self.mean, logvar = torch.chunk(moments, 2, dim=1)
+        self.logvar = logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)
+        self.std = torch.exp(0.5 * self.logvar)
+        self.var = torch.exp(self.logvar)
+
+    def sample(self, noise: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """mean + std * noise. Pass `noise` to reproduce a recorded draw."""
+        if noise is None:
+            noise = torch.randn(self.mean.shape, generator=generator, dtype=self.mean.dtype,
+                                device=self.mean.device if generator is None else generator.device)
+            noise = noise.to(self.mean.device)
+        if noise.shape != self.mean.shape:
+            raise ValueError(f"noise shape {tuple(noise.shape)} does not match the posterior {tuple(self.mean.shape)}")
+        return self.mean + self.std * noise.to(self.mean.dtype)
+
+    def mode(self) -> torch.Tensor:
+        return self.mean
+
+
+def _group_norm(channels: int, groups: int, dtype, device) -> nn.GroupNorm:
+    return nn.GroupNorm(groups, channels, eps=VAE_NORM_EPS, affine=True, dtype=dtype, device=device)
+
+
+class ResnetBlock2D(nn.Module):
+    """GN-SiLU-conv twice plus a 1x1 shortcut when the width changes (no time embedding in a VAE)."""
+
+    def __init__(self, in_channels: int, out_channels: int, groups: int, dtype=None, device=None):
+        super().__init__()
+        kw = dict(dtype=dtype, device=device)
+        self.norm1 = _group_norm(in_channels, groups, **kw)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, **kw)
+        self.norm2 = _group_norm(out_channels, groups, **kw)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, **kw)
+        self.conv_shortcut = (nn.Conv2d(in_channels, out_channels, 1, **kw)
+                              if in_channels != out_channels else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(F.silu(self.norm2(h)))
+        skip = x if self.conv_shortcut is None else self.conv_shortcut(x)
+        return skip + h
+
+
+class AttentionBlock(nn.Module):
+    """Single-head self-attention over the H*W positions (old diffusers `AttentionBlock` names)."""
+
+    def __init__(self, channels: int, groups: int, dtype=None, device=None):
+        super().__init__()
+        kw = dict(dtype=dtype, device=device)
+        self.group_norm = _group_norm(channels, groups, **kw)
+        self.query = nn.Linear(channels, channels, **kw)
+        self.key = nn.Linear(channels, channels, **kw)
+        self.value = nn.Linear(channels, channels, **kw)
+        self.proj_attn = nn.Linear(channels, channels, **kw)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        tokens = self.group_norm(x).reshape(n, c, h * w).transpose(1, 2)  # (n, hw, c)
+        q, k, v = self.query(tokens), self.key(tokens), self.value(tokens)
+        out = F.scaled_dot_product_attention(q, k, v, scale=1.0 / math.sqrt(c))
+        out = self.proj_attn(out)
+        # contiguous NCHW: a channels-last-strided residual would send later GroupNorms down a
+        # less accurate CPU kernel (see parity README, run-time substitution 4)
+        return x + out.transpose(1, 2).reshape(n, c, h, w).contiguous()
+
+
+class MidBlock2D(nn.Module):
+    def __init__(self, channels: int, groups: int, dtype=None, device=None):
+        super().__init__()
+        kw = dict(dtype=dtype, device=device)
+        # registration order = official key order: attentions before resnets
+        self.attentions = nn.ModuleList([AttentionBlock(channels, groups, **kw)])
+        self.resnets = nn.ModuleList([ResnetBlock2D(channels, channels, groups, **kw),
+                                      ResnetBlock2D(channels, channels, groups, **kw)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.resnets[0](x)
+        x = self.attentions[0](x)
+        return self.resnets[1](x)
+
+
+class Downsample2D(nn.Module):
+    """Asymmetric zero pad (right, bottom) then 3x3 stride-2 conv without padding."""
+
+    def __init__(self, channels: int, dtype=None, device=None):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=0, dtype=dtype, device=device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pad(x, (0, 1, 0, 1)))
+
+
+class Upsample2D(nn.Module):
+    """Nearest x2 then 3x3 conv."""
+
+    def __init__(self, channels: int, dtype=None, device=None):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1, dtype=dtype, device=device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.bfloat16:  # nearest upsampling has no bf16 kernel on some backends
+            x = F.interpolate(x.float(), scale_factor=2.0, mode="nearest").to(torch.bfloat16)
+        else:
+            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        return self.conv(x)
+
+
+class DownEncoderBlock2D(nn.Module):
+    def __init__(self, in_channels, out_channels, num_layers, groups, add_downsample, dtype=None, device=None):
+        super().__init__()
+        kw = dict(dtype=dtype, device=device)
+        self.resnets = nn.ModuleList([
+            ResnetBlock2D(in_channels if i == 0 else out_channels, out_channels, groups, **kw)
+            for i in range(num_layers)])
+        self.downsamplers = nn.ModuleList([Downsample2D(out_channels, **kw)]) if add_downsample else None
+
+    def forward(self, x):
+        for resnet in self.resnets:
+            x = resnet(x)
+        if self.downsamplers is not None:
+            x = self.downsamplers[0](x)
+        return x
+
+
+class UpDecoderBlock2D(nn.Module):
+    def __init__(self, in_channels, out_channels, num_layers, groups, add_upsample, dtype=None, device=None):
+        super().__init__()
+        kw = dict(dtype=dtype, device=device)
+        self.resnets = nn.ModuleList([
+            ResnetBlock2D(in_channels if i == 0 else out_channels, out_channels, groups, **kw)
+            for i in range(num_layers)])
+        self.upsamplers = nn.ModuleList([Upsample2D(out_channels, **kw)]) if add_upsample else None
+
+    def forward(self, x):
+        for resnet in self.resnets:
+            x = resnet(x)
+        if self.upsamplers is not None:
+            x = self.upsamplers[0](x)
+        return x
+
+
+class Encoder(nn.Module):
+    def __init__(self, in_channels, latent_channels, block_out_channels, layers_per_block, groups,
+                 dtype=None, device=None):
+        super().__init__()
+        kw = dict(dtype=dtype, device=device)
+        chans = list(block_out_channels)
+        self.conv_in = nn.Conv2d(in_channels, chans[0], 3, padding=1, **kw)
+        self.down_blocks = nn.ModuleList()
+        prev = chans[0]
+        for i, ch in enumerate(chans):
+            self.down_blocks.append(DownEncoderBlock2D(prev, ch, layers_per_block, groups,
+                                                       add_downsample=i < len(chans) - 1, **kw))
+            prev = ch
+        self.mid_block = MidBlock2D(chans[-1], groups, **kw)
+        self.conv_norm_out = _group_norm(chans[-1], groups, **kw)
+        self.conv_out = nn.Conv2d(chans[-1], 2 * latent_channels, 3, padding=1, **kw)  # mean + logvar
+
+    def forward(self, x):
+        x = self.conv_in(x)
+        for block in self.down_blocks:
+            x = block(x)
+        x = self.mid_block(x)
+        return self.conv_out(F.silu(self.conv_norm_out(x)))
+
+
+class Decoder(nn.Module):
+    def __init__(self, latent_channels, out_channels, block_out_channels, layers_per_block, groups,
+                 dtype=None, device=None):
+        super().__init__()
+        kw = dict(dtype=dtype, device=device)
+        rev = list(reversed(block_out_channels))
+        self.conv_in = nn.Conv2d(latent_channels, rev[0], 3, padding=1, **kw)
+        self.up_blocks = nn.ModuleList()
+        prev = rev[0]
+        for i, ch in enumerate(rev):
+            # one more resnet per block than the encoder (diffusers' decoder layout)
+            self.up_blocks.append(UpDecoderBlock2D(prev, ch, layers_per_block + 1, groups,
+                                                   add_upsample=i < len(rev) - 1, **kw))
+            prev = ch
+        self.mid_block = MidBlock2D(rev[0], groups, **kw)
+        self.conv_norm_out = _group_norm(block_out_channels[0], groups, **kw)
+        self.conv_out = nn.Conv2d(block_out_channels[0], out_channels, 3, padding=1, **kw)
+
+    def forward(self, z):
+        x = self.conv_in(z)
+        x = self.mid_block(x)
+        for block in self.up_blocks:
+            x = block(x)
+        return self.conv_out(F.silu(self.conv_norm_out(x)))
+
+
+class AutoencoderKL(nn.Module):
+    """diffusers-0.11 `AutoencoderKL` (state-dict compatible), shaped by a VAEConfig (or by its
+    fields as keywords: `AutoencoderKL(in_channels=2, out_channels=2, ...)`).
+
+    No latent scaling inside: callers multiply by `scaling_factor` (0.18215) where the official code does.
+    """
+
+    def __init__(self, cfg: VAEConfig | None = None, dtype=None, device=None, **shape):
+        super().__init__()
+        if cfg is None:
+            cfg = VAEConfig(**shape)
+        elif shape:
+            raise TypeError("pass either cfg or keyword shape arguments, not both")
+        self.config = cfg
+        kw = dict(dtype=dtype, device=device)
+        blocks = tuple(cfg.block_out_channels)
+        self.encoder = Encoder(cfg.in_channels, cfg.latent_channels, blocks, cfg.layers_per_block,
+                               cfg.norm_num_groups, **kw)
+        self.decoder = Decoder(cfg.latent_channels, cfg.out_channels, blocks, cfg.layers_per_block,
+                               cfg.norm_num_groups, **kw)
+        self.quant_conv = nn.Conv2d(2 * cfg.latent_channels, 2 * cfg.latent_channels, 1, **kw)
+        self.post_quant_conv = nn.Conv2d(cfg.latent_channels, cfg.latent_channels, 1, **kw)
+
+    @classmethod
+    def from_config(cls, config: Mapping | VAEConfig, dtype=None, device=None) -> "AutoencoderKL":
+        """Build from a diffusers `vae/config.json` dict (or a VAEConfig)."""
+        if isinstance(config, Mapping):
+            config = VAEConfig.from_diffusers(config)
+        return cls(config, dtype=dtype, device=device)
+
+    @property
+    def scaling_factor(self) -> float:
+        return self.config.scaling_factor
+
+    @property
+    def downscale_factor(self) -> int:
+        return 2 ** (len(self.config.block_out_channels) - 1)
+
+    def encode(self, x: torch.Tensor) -> DiagonalGaussian:
+        if x.ndim != 4 or x.shape[1] != self.config.in_channels:
+            raise ValueError(f"VAE.encode expects (N, {self.config.in_channels}, H, W), got {tuple(x.shape)}")
+        f = self.downscale_factor
+        if x.shape[-2] % f or x.shape[-1] % f:
+            raise ValueError(f"VAE.encode: height and width must be multiples of {f}, got {tuple(x.shape[-2:])}")
+        # contiguous NCHW: channels-last input reaches a less accurate CPU GroupNorm kernel
+        moments = self.quant_conv(self.encoder(x.contiguous()))
+        return DiagonalGaussian(moments)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        if z.ndim != 4 or z.shape[1] != self.config.latent_channels:
+            raise ValueError(f"VAE.decode expects (N, {self.config.latent_channels}, h, w), got {tuple(z.shape)}")
+        return self.decoder(self.post_quant_conv(z.contiguous()))
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        posterior = self.encode(x)
+        return self.decode(posterior.sample(noise) if noise is not None else posterior.mean)
+
+
+# new diffusers attention names -> old (the names of this module)
+_NEW_TO_OLD_ATTENTION = {"to_q": "query", "to_k": "key", "to_v": "value", "to_out.0": "proj_attn"}
+
+
+def attention_key_style(sd: Mapping[str, Any]) -> str:
+    """'old' (query/key/value/proj_attn), 'new' (to_q/... ), 'mixed' or 'none' for a VAE state dict."""
+    old = any(".mid_block.attentions.0.query." in k or ".mid_block.attentions.0.proj_attn." in k for k in sd)
+    new = any(".mid_block.attentions.0.to_q." in k or ".mid_block.attentions.0.to_out.0." in k for k in sd)
+    return {(True, False): "old", (False, True): "new", (True, True): "mixed"}.get((old, new), "none")
+
+
+def rename_attention_keys(sd: Mapping[str, Any]) -> tuple[dict, str]:
+    """Rename new-style VAE mid-block attention keys to the old names used here.
+
+    Returns (state_dict, style found). Newer diffusers also stores `group_norm` under the same
+    name, so only the four projections change. 4-D (1x1 conv) projection weights are flattened.
+    """
+    style = attention_key_style(sd)
+    if style != "new":
+        return dict(sd), style
+    out = {}
+    for key, value in sd.items():
+        new_key = key
+        if ".mid_block.attentions.0." in key:
+            head, tail = key.split(".mid_block.attentions.0.", 1)
+            for new, old in _NEW_TO_OLD_ATTENTION.items():
+                if tail.startswith(new + "."):
+                    tail = old + tail[len(new):]
+                    if tail.endswith(".weight") and getattr(value, "ndim", 2) == 4:
+                        value = value.reshape(value.shape[0], value.shape[1])
+                    break
+            new_key = f"{head}.mid_block.attentions.0.{tail}"
+        out[new_key] = value
+    return out, style
