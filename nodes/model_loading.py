@@ -1,0 +1,344 @@
+"""Load Motion-I2V: find the weights under models/motion_i2v/, build the modules, hand them to ComfyUI.
+
+Two layouts are recognised under each `motion_i2v` model folder (remappable in extra_model_paths.yaml):
+- the official Hugging Face tree (wangfuyun/Motion-I2V): `<set>/stage1/StableDiffusion-FlowGen/...`
+  and `<set>/stage2/{StableDiffusion,Motion_Module}/...`, `<set>` being the folder itself or a subfolder;
+- converted single files (`python -m motion_i2v_core convert`): `<set>/flow_unet.safetensors`,
+  `flow_vae`, `image_vae`, `render_unet`, `vae` (`.safetensors`), config embedded.
+Each set is one entry of the `weights` list. Modules are wrapped in ModelPatchers so ComfyUI's model
+management moves them to the GPU when a node needs them and offloads them when memory runs short.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+import comfy.model_management as mm
+import comfy.model_patcher
+import folder_paths
+from comfy_api.latest import io
+
+from motion_i2v_core.loading import CheckpointError, load_ldm_checkpoint, load_stage1, load_stage2
+from motion_i2v_core.loading.convert import load_component
+from motion_i2v_core.loading.ldm import convert_ldm_unet_state_dict
+
+from .types import CATEGORY, ModelType
+
+log = logging.getLogger("motion_i2v")
+
+FOLDER = "motion_i2v"
+STAGE1_MARKER = "stage1/StableDiffusion-FlowGen"
+STAGE2_MARKER = "stage2/Motion_Module"
+CONVERTED_STAGE1 = ("flow_unet", "flow_vae", "image_vae")
+CONVERTED_STAGE2 = ("render_unet", "vae")
+NO_CHECKPOINT = "(none)"
+PRECISIONS = ("auto", "fp16", "bf16", "fp32")
+WEIGHTS_HELP = (
+    "Put the official files (huggingface.co/wangfuyun/Motion-I2V) in ComfyUI/models/motion_i2v/ as\n"
+    "  stage1/StableDiffusion-FlowGen/unet/{config.json, diffusion_pytorch_model.bin}\n"
+    "  stage1/StableDiffusion-FlowGen/controlnet/controlnet.bin\n"
+    "  stage1/StableDiffusion-FlowGen/vae/config.json and vae_flow/diffusion_pytorch_model.bin\n"
+    "  stage2/StableDiffusion/{unet,vae}/{config.json, diffusion_pytorch_model.bin}\n"
+    "  stage2/Motion_Module/motion_block.bin\n"
+    "(or all of it inside one subfolder, e.g. models/motion_i2v/Motion-I2V/stage1/...), "
+    "or converted files <name>/flow_unet.safetensors ... from `python -m motion_i2v_core convert`."
+)
+
+
+def register_model_folder() -> None:
+    """Register models/motion_i2v with the weight-file extensions, keeping paths from extra_model_paths.yaml."""
+    default = os.path.join(folder_paths.models_dir, FOLDER)
+    extensions = set(folder_paths.supported_pt_extensions) | {".safetensors", ".bin", ".pt", ".ckpt", ".pth", ".json"}
+    if FOLDER in folder_paths.folder_names_and_paths:
+        paths, known = folder_paths.folder_names_and_paths[FOLDER]
+        if default not in paths:
+            paths.append(default)
+        folder_paths.folder_names_and_paths[FOLDER] = (paths, set(known) | extensions)
+    else:
+        folder_paths.folder_names_and_paths[FOLDER] = ([default], extensions)
+
+
+register_model_folder()
+
+
+# ------------------------------------------------------------------------------------------------
+# finding weight sets
+
+
+@dataclass(frozen=True)
+class WeightSet:
+    name: str  # relative to its motion_i2v folder; "." = the folder itself
+    root: Path
+    layout: str  # "official" | "converted"
+    has_stage1: bool
+    has_stage2: bool
+
+
+def _set_name(rel_dir: str) -> str:
+    return rel_dir.replace(os.sep, "/").strip("/") or "."
+
+
+def find_weight_sets() -> dict[str, WeightSet]:
+    """Every official tree or converted folder under the registered motion_i2v folders, by name."""
+    found: dict[str, dict] = {}
+    for base in folder_paths.get_folder_paths(FOLDER):
+        for rel in _walk_files(base):
+            rel_posix = rel.replace(os.sep, "/")
+            for marker, stage in ((STAGE1_MARKER + "/", 1), (STAGE2_MARKER + "/", 2)):
+                at = rel_posix.find(marker)
+                if at == 0 or (at > 0 and rel_posix[at - 1] == "/"):
+                    name = _set_name(rel_posix[:at])
+                    entry = found.setdefault(name, {"root": Path(base) / rel_posix[:at], "layout": "official"})
+                    entry[stage] = True
+            folder, _, filename = rel_posix.rpartition("/")
+            stem, ext = os.path.splitext(filename)
+            if ext == ".safetensors" and stem in CONVERTED_STAGE1 + CONVERTED_STAGE2:
+                name = _set_name(folder)
+                entry = found.setdefault(name, {"root": Path(base) / folder, "layout": "converted"})
+                if entry["layout"] == "converted":
+                    entry[1 if stem in CONVERTED_STAGE1 else 2] = True
+    return {
+        name: WeightSet(name, e["root"], e["layout"], bool(e.get(1)), bool(e.get(2)))
+        for name, e in sorted(found.items())
+    }
+
+
+def _walk_files(base: str, max_depth: int = 6):
+    """Relative paths of the files under `base` (symlinks followed, hidden folders skipped)."""
+    if not os.path.isdir(base):
+        return
+    base_depth = base.rstrip(os.sep).count(os.sep)
+    for dirpath, dirnames, filenames in os.walk(base, followlinks=True):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        if dirpath.count(os.sep) - base_depth >= max_depth:
+            dirnames[:] = []
+        for f in filenames:
+            yield os.path.relpath(os.path.join(dirpath, f), base)
+
+
+# ------------------------------------------------------------------------------------------------
+# the model handle passed between nodes
+
+
+@dataclass
+class MotionI2VModel:
+    """Both stages (each optional) plus the ModelPatchers that ComfyUI loads and offloads."""
+
+    name: str
+    dtype: torch.dtype
+    stage1: Optional[object] = None  # Stage1Models
+    stage2: Optional[object] = None  # Stage2Models
+    patchers1: list = field(default_factory=list)
+    patchers2: list = field(default_factory=list)
+    source: str = ""
+
+    def _require(self, stage: int):
+        models = self.stage1 if stage == 1 else self.stage2
+        if models is None:
+            what = "flow prediction (stage 1)" if stage == 1 else "video rendering (stage 2)"
+            raise ValueError(f"The weights '{self.name}' have no {what} files.\n{WEIGHTS_HELP}")
+        return models
+
+    def stage1_on_device(self):
+        """Stage-1 modules (flow UNet + ControlNet, flow VAE, image VAE), loaded to the compute device."""
+        models = self._require(1)
+        mm.load_models_gpu(self.patchers1, force_full_load=True)
+        return models
+
+    def stage2_on_device(self):
+        models = self._require(2)
+        mm.load_models_gpu(self.patchers2, force_full_load=True)
+        return models
+
+
+def _patcher(module: torch.nn.Module):
+    # force_full_load is used with these: plain torch modules cannot run partially offloaded.
+    return comfy.model_patcher.ModelPatcher(module, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
+
+
+def resolve_dtype(precision: str) -> torch.dtype:
+    if precision == "fp16":
+        return torch.float16
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp32":
+        return torch.float32
+    device = mm.get_torch_device()
+    if device.type == "cpu":
+        return torch.float32
+    if mm.should_use_fp16(device):
+        return torch.float16
+    if mm.should_use_bf16(device):
+        return torch.bfloat16
+    return torch.float32
+
+
+# Loads are cached: re-running a workflow (or changing only the seed) must not rebuild 2 GB of modules.
+_CACHE: dict[str, tuple[tuple, MotionI2VModel]] = {}
+
+
+def _fingerprint(root: Path) -> tuple:
+    """(path, size, mtime) of every file below a weight set, so replaced files invalidate the cache."""
+    items = []
+    for dirpath, _, filenames in os.walk(root, followlinks=True):
+        for f in sorted(filenames):
+            st = os.stat(os.path.join(dirpath, f))
+            items.append((os.path.join(dirpath, f), st.st_size, st.st_mtime_ns))
+    return tuple(sorted(items))
+
+
+def _load_stage1(ws: WeightSet, dtype):
+    if ws.layout == "official":
+        return load_stage1(ws.root / STAGE1_MARKER, dtype=dtype)
+    from motion_i2v_core.loading.official import Stage1Models
+
+    parts = {c: _converted_file(ws, c) for c in CONVERTED_STAGE1}
+    return Stage1Models(
+        unet=load_component(parts["flow_unet"], dtype=dtype, expected="flow_unet"),
+        flow_vae=load_component(parts["flow_vae"], dtype=dtype, expected="flow_vae"),
+        image_vae=load_component(parts["image_vae"], dtype=dtype, expected=("image_vae", "vae")),
+    )
+
+
+def _load_stage2(ws: WeightSet, dtype, unet_sd=None, vae_sd=None):
+    if ws.layout == "official":
+        return load_stage2(ws.root / "stage2", dtype=dtype, unet_state_dict=unet_sd, vae_state_dict=vae_sd)
+    from motion_i2v_core.loading.official import Stage2Models
+
+    unet = load_component(_converted_file(ws, "render_unet"), dtype=dtype, expected="render_unet")
+    vae = load_component(_converted_file(ws, "vae"), dtype=dtype, expected=("vae", "image_vae"))
+    if unet_sd is not None:
+        _replace_weights(unet, unet_sd, "the SD-1.5 appearance UNet", skip=".motion_modules.")
+    if vae_sd is not None:
+        _replace_weights(vae, vae_sd, "the checkpoint's VAE")
+    return Stage2Models(unet=unet, vae=vae)
+
+
+def _converted_file(ws: WeightSet, component: str) -> Path:
+    path = ws.root / f"{component}.safetensors"
+    if not path.is_file():
+        raise CheckpointError(f"Missing {path}: the converted weights '{ws.name}' need {component}.safetensors "
+                              f"next to the other converted files.")
+    return path
+
+
+def _replace_weights(module: torch.nn.Module, sd: dict, what: str, skip: str | None = None) -> None:
+    own = {k: v for k, v in module.state_dict().items() if skip is None or skip not in k}
+    missing = sorted(k for k in own if k not in sd and not k.endswith("pos_encoder.pe"))
+    unexpected = sorted(k for k in sd if k not in own)
+    bad_shape = sorted(k for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape))
+    if missing or unexpected or bad_shape:
+        raise CheckpointError(
+            f"{what} does not fit the stage-2 model: {len(missing)} missing keys (e.g. {missing[:3]}), "
+            f"{len(unexpected)} unexpected (e.g. {unexpected[:3]}), {len(bad_shape)} wrong shapes "
+            f"(e.g. {bad_shape[:3]}). Is it an SD-1.5 model?"
+        )
+    module.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
+
+
+def appearance_from_comfy_model(model) -> tuple[dict, str]:
+    """The SD-1.5 UNet of a ComfyUI MODEL, LoRAs and other weight patches applied, in our names."""
+    mm.load_models_gpu([model], force_full_load=True)  # applies the weight patches (LoRAs) in place
+    diffusion_model = model.model.diffusion_model
+    sd = {k: v.detach().to("cpu", copy=True) for k, v in diffusion_model.state_dict().items()}
+    converted = convert_ldm_unet_state_dict(sd, prefix="", file="the connected MODEL")
+    return converted, _model_identity(model)
+
+
+def _model_identity(model) -> str:
+    patches = getattr(model, "patches", {}) or {}
+    return f"comfy-model:{id(model.model)}:{getattr(model, 'patches_uuid', '')}:{len(patches)}"
+
+
+def load_motion_i2v(weights: str, precision: str, appearance_model=None, appearance_checkpoint: str = NO_CHECKPOINT):
+    sets = find_weight_sets()
+    ws = sets.get(weights)
+    if ws is None:
+        folders = ", ".join(folder_paths.get_folder_paths(FOLDER))
+        available = ", ".join(sets) or "none"
+        raise ValueError(f"No Motion-I2V weights named '{weights}' in {folders} (found: {available}).\n{WEIGHTS_HELP}")
+    dtype = resolve_dtype(precision)
+
+    unet_sd = vae_sd = None
+    appearance_key = ""
+    if appearance_model is not None:
+        unet_sd, appearance_key = appearance_from_comfy_model(appearance_model)
+    elif appearance_checkpoint and appearance_checkpoint != NO_CHECKPOINT:
+        path = folder_paths.get_full_path_or_raise("checkpoints", appearance_checkpoint)
+        unet_sd, vae_sd = load_ldm_checkpoint(path)
+        st = os.stat(path)
+        appearance_key = f"{path}:{st.st_size}:{st.st_mtime_ns}"
+
+    key = (str(ws.root), ws.layout, _fingerprint(ws.root), str(dtype), appearance_key)
+    cached = _CACHE.get(weights)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    _CACHE.pop(weights, None)  # drop the old modules before building new ones
+
+    handle = MotionI2VModel(name=weights, dtype=dtype, source=f"{ws.layout} weights at {ws.root}")
+    if ws.has_stage1:
+        handle.stage1 = _load_stage1(ws, dtype)
+        handle.patchers1 = [_patcher(m) for m in (handle.stage1.unet, handle.stage1.flow_vae, handle.stage1.image_vae)]
+    if ws.has_stage2:
+        handle.stage2 = _load_stage2(ws, dtype, unet_sd, vae_sd)
+        handle.patchers2 = [_patcher(m) for m in (handle.stage2.unet, handle.stage2.vae)]
+    elif unet_sd is not None:
+        log.warning("Motion-I2V: '%s' has no stage-2 files, so the appearance model is not used", weights)
+    _CACHE[weights] = (key, handle)
+    return handle
+
+
+class LoadMotionI2V(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MotionI2VLoader",
+            display_name="Load Motion-I2V",
+            category=CATEGORY,
+            description=(
+                "Loads the Motion-I2V models from ComfyUI/models/motion_i2v/: stage 1 predicts the motion "
+                "(optical flow) and stage 2 renders the video. Stage 2's look comes from its SD-1.5 UNet, "
+                "which you can replace by any SD-1.5 model (connect a MODEL, LoRAs included) or checkpoint file."
+            ),
+            inputs=[
+                io.Combo.Input(
+                    "weights",
+                    options=list(find_weight_sets()),
+                    tooltip="A folder under models/motion_i2v holding the official stage1/ and stage2/ trees "
+                            "('.' = models/motion_i2v itself) or converted .safetensors files.",
+                ),
+                io.Combo.Input(
+                    "precision", options=list(PRECISIONS), default="auto",
+                    tooltip="auto: fp16 (or bf16) on a GPU that supports it, fp32 on the CPU.",
+                ),
+                io.Model.Input(
+                    "appearance_model", optional=True,
+                    tooltip="Optional SD-1.5 MODEL (e.g. from Load Checkpoint + LoRA loaders) whose UNet replaces "
+                            "the stage-2 appearance weights.",
+                ),
+                io.Combo.Input(
+                    "appearance_checkpoint", optional=True,
+                    options=[NO_CHECKPOINT] + folder_paths.get_filename_list("checkpoints"), default=NO_CHECKPOINT,
+                    tooltip="Optional SD-1.5 checkpoint file for stage 2's UNet and VAE (ignored when a MODEL is connected).",
+                ),
+            ],
+            outputs=[ModelType.Output("model", tooltip="The Motion-I2V models, for Encode Flow, Predict Flow and Render Video.")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, weights) -> bool | str:
+        # Naming `weights` here replaces ComfyUI's plain "not in list" check by one that says where files go.
+        if weights not in find_weight_sets():
+            folders = ", ".join(folder_paths.get_folder_paths(FOLDER))
+            return f"No Motion-I2V weights named '{weights}' in {folders}.\n{WEIGHTS_HELP}"
+        return True
+
+    @classmethod
+    def execute(cls, weights, precision="auto", appearance_model=None, appearance_checkpoint=NO_CHECKPOINT) -> io.NodeOutput:
+        return io.NodeOutput(load_motion_i2v(weights, precision, appearance_model, appearance_checkpoint))

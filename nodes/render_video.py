@@ -1,0 +1,51 @@
+"""Render Video: stage 2 of Motion-I2V, the frames of the video following a predicted flow."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from motion_i2v_core.image_prep import fit_image
+from motion_i2v_core.pipelines.stage2 import render_video
+
+from .predict_flow import compat_input, sampling_inputs
+from .progress import StepProgress
+from .types import CATEGORY, FlowField, FlowType, ModelType, conditioning_to_text, frames_to_image, image_to_core
+
+
+class RenderVideo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MotionI2VRenderVideo",
+            display_name="Render Video (Motion-I2V)",
+            category=CATEGORY,
+            description=(
+                "Stage 2: renders the video frames so that they follow the flow, keeping the look of the first "
+                "frame. The output is a batch of images: connect Save Animated WEBP, Save Video or Video Combine."
+            ),
+            inputs=[
+                ModelType.Input("model", tooltip="From Load Motion-I2V (its stage-2 weights)."),
+                io.Image.Input("image", tooltip="The first frame, the same image Predict Flow used."),
+                io.Conditioning.Input("positive", tooltip="What the video shows (CLIP Text Encode)."),
+                io.Conditioning.Input("negative", tooltip="What to avoid (CLIP Text Encode, often empty)."),
+                FlowType.Input("flow", tooltip="From Predict Flow; sets the size and frame count of the video."),
+                *sampling_inputs(),
+                compat_input(),
+            ],
+            outputs=[io.Image.Output("frames", tooltip="The video frames, the first one being the input image.")],
+        )
+
+    @classmethod
+    def execute(cls, model, image, positive, negative, flow: FlowField, steps, cfg, seed, sampler,
+                official_compat=False) -> io.NodeOutput:
+        reference, _ = fit_image(image_to_core(image), flow.height, flow.width)
+        cond = conditioning_to_text(positive, "positive")
+        uncond = conditioning_to_text(negative, "negative")
+        stage2 = model.stage2_on_device()
+        progress = StepProgress(steps)
+        result = render_video(
+            stage2, reference, cond, uncond, flow.flow, flow.static_mask,
+            steps=steps, guidance=cfg, seed=seed, sampler=sampler, official_compat=official_compat,
+            progress=progress, cancel=progress.cancel,
+        )
+        return io.NodeOutput(frames_to_image(result.frames))

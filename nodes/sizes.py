@@ -1,0 +1,25 @@
+"""Widget inputs shared by several nodes: generation size and frame count."""
+
+from comfy_api.latest import io
+
+MAX_FRAMES = 16  # stage 2's temporal position table holds 2F-1 = 31 tokens of 32
+SIZE_STEP = 64   # the official models work at multiples of 64 (latent multiple of 8)
+
+
+def size_inputs():
+    return [
+        io.Int.Input("width", default=512, min=64, max=2048, step=SIZE_STEP,
+                     tooltip="Video width in pixels (multiple of 64). The official models were trained at 512x320."),
+        io.Int.Input("height", default=320, min=64, max=2048, step=SIZE_STEP,
+                     tooltip="Video height in pixels (multiple of 64). The image is resized to cover it and centre-cropped."),
+    ]
+
+
+def frames_input():
+    return io.Int.Input("num_frames", default=16, min=2, max=MAX_FRAMES,
+                        tooltip=f"Frames of the video, the reference image included (2 to {MAX_FRAMES}).")
+
+
+def check_size(width: int, height: int) -> None:
+    if width % 8 or height % 8:
+        raise ValueError(f"size {width}x{height} must be a multiple of 8 (64 for the official models)")

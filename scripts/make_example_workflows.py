@@ -1,0 +1,250 @@
+"""Write example_workflows/*.json (UI format, for ComfyUI's template browser) and their .jpg thumbnails.
+
+    python scripts/make_example_workflows.py [--check]
+
+--check only verifies that the files on disk equal what this script would write (used by the tests).
+The thumbnails are drawn without any model: the example image, warped along the drags (the same
+rough flow as the Drags To Flow node) with the tracks drawn on top. Needs the ComfyUI installed by
+scripts/setup_env.sh (for comfy_api, imported by the node modules).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+OUT = REPO / "example_workflows"
+EXAMPLE_IMAGE = "example.png"  # ships in ComfyUI's input/ folder (768x768)
+WEIGHTS = "Motion-I2V"         # models/motion_i2v/Motion-I2V/{stage1,stage2} (README)
+CHECKPOINT = "realisticVisionV60B1_v51VAE.safetensors"  # any SD-1.5 checkpoint; the README explains
+
+HINTS = {
+    "version": 1, "width": 768, "height": 768,
+    "brush": [
+        {"mode": "paint", "radius": 70, "points": [[170.0, 375.0], [330.0, 390.0]]},
+        {"mode": "paint", "radius": 70, "points": [[450.0, 385.0], [620.0, 360.0]]},
+    ],
+    "tracks": [
+        [[200.0, 372.0], [185.0, 330.0], [178.0, 285.0]],
+        [[600.0, 362.0], [620.0, 320.0], [632.0, 278.0]],
+        [[384.0, 250.0]],
+    ],
+}
+HINTS_JSON = json.dumps(HINTS, separators=(",", ":"))
+POSITIVE = "a girl in a pink dress raising her arms on a green hill, blue sky, clouds"
+NEGATIVE = "blurry, deformed, low quality"
+
+
+class Workflow:
+    """Minimal UI-format graph builder (the fields ComfyUI's frontend saves and loads)."""
+
+    def __init__(self):
+        self.nodes, self.links = [], []
+
+    def node(self, kind, pos, size, widgets=None, inputs=(), outputs=(), title=None):
+        node = {
+            "id": len(self.nodes) + 1, "type": kind, "pos": list(pos), "size": list(size), "flags": {},
+            "order": len(self.nodes), "mode": 0,
+            "inputs": [{"name": n, "type": t, "link": None} for n, t in inputs],
+            "outputs": [{"name": n, "type": t, "links": [], "slot_index": i} for i, (n, t) in enumerate(outputs)],
+            "properties": {"Node name for S&R": kind},
+            "widgets_values": list(widgets or []),
+        }
+        if title:
+            node["title"] = title
+        self.nodes.append(node)
+        return node
+
+    def connect(self, src, out_slot, dst, input_name):
+        link_id = len(self.links) + 1
+        target_slot = next(i for i, s in enumerate(dst["inputs"]) if s["name"] == input_name)
+        kind = src["outputs"][out_slot]["type"]
+        dst["inputs"][target_slot]["link"] = link_id
+        src["outputs"][out_slot]["links"].append(link_id)
+        self.links.append([link_id, src["id"], out_slot, dst["id"], target_slot, kind])
+
+    def to_json(self, note=None):
+        if note:
+            self.node("Note", (20, 620), (400, 160), [note])
+        return {
+            "last_node_id": len(self.nodes), "last_link_id": len(self.links),
+            "nodes": self.nodes, "links": self.links, "groups": [], "config": {},
+            "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}}, "version": 0.4,
+        }
+
+
+# Widget values follow each node's widget order; seeds carry the frontend's "control after generate" value.
+def _loader(wf, pos=(20, 20)):
+    return wf.node("MotionI2VLoader", pos, (320, 130), [WEIGHTS, "auto", "(none)"],
+                   inputs=[("appearance_model", "MODEL")], outputs=[("model", "MI2V_MODEL")])
+
+
+def _text(wf, ckpt):
+    pos = wf.node("CLIPTextEncode", (380, 230), (320, 110), [POSITIVE], inputs=[("clip", "CLIP")],
+                  outputs=[("CONDITIONING", "CONDITIONING")], title="Positive")
+    neg = wf.node("CLIPTextEncode", (380, 380), (320, 110), [NEGATIVE], inputs=[("clip", "CLIP")],
+                  outputs=[("CONDITIONING", "CONDITIONING")], title="Negative")
+    wf.connect(ckpt, 1, pos, "clip")
+    wf.connect(ckpt, 1, neg, "clip")
+    return pos, neg
+
+
+def _checkpoint(wf):
+    return wf.node("CheckpointLoaderSimple", (20, 230), (320, 100), [CHECKPOINT],
+                   outputs=[("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")])
+
+
+def _image(wf, pos=(20, 380)):
+    return wf.node("LoadImage", pos, (320, 340), [EXAMPLE_IMAGE, "image"],
+                   outputs=[("IMAGE", "IMAGE"), ("MASK", "MASK")])
+
+
+def _predict_and_render(wf, loader, image, pos, neg, control=None):
+    predict_inputs = [("model", "MI2V_MODEL"), ("image", "IMAGE"), ("positive", "CONDITIONING"),
+                      ("negative", "CONDITIONING"), ("control", "MI2V_CONTROL")]
+    predict = wf.node("MotionI2VPredictFlow", (760, 20), (340, 380),
+                      [512, 320, 16, 25, 7.0, 0, "fixed", "ddim", 1.0, False],
+                      inputs=predict_inputs, outputs=[("flow", "MI2V_FLOW"), ("flow_preview", "IMAGE")])
+    for name, src in (("model", loader), ("image", image), ("positive", pos), ("negative", neg)):
+        wf.connect(src, 0, predict, name)
+    if control is not None:
+        wf.connect(control, 0, predict, "control")
+    flow_view = wf.node("PreviewImage", (1140, 420), (300, 260), [], inputs=[("images", "IMAGE")],
+                        title="Flow (colour-coded)")
+    wf.connect(predict, 1, flow_view, "images")
+    render = wf.node("MotionI2VRenderVideo", (1140, 20), (340, 300), [25, 7.0, 0, "fixed", "ddim", False],
+                     inputs=[("model", "MI2V_MODEL"), ("image", "IMAGE"), ("positive", "CONDITIONING"),
+                             ("negative", "CONDITIONING"), ("flow", "MI2V_FLOW")],
+                     outputs=[("frames", "IMAGE")])
+    for name, src in (("model", loader), ("image", image), ("positive", pos), ("negative", neg), ("flow", predict)):
+        wf.connect(src, 0, render, name)
+    save = wf.node("SaveAnimatedWEBP", (1520, 20), (360, 420), ["motion_i2v", 8.0, False, 90, "default"],
+                   inputs=[("images", "IMAGE")])
+    wf.connect(render, 0, save, "images")
+    return predict, render
+
+
+def drag_brush_workflow():
+    wf = Workflow()
+    loader = _loader(wf)
+    ckpt = _checkpoint(wf)
+    wf.connect(ckpt, 0, loader, "appearance_model")
+    pos, neg = _text(wf, ckpt)
+    image = _image(wf, (20, 560))
+    brush = wf.node("MotionI2VDrawMotionBrush", (380, 560), (420, 520), [HINTS_JSON],
+                    inputs=[("image", "IMAGE"), ("mask", "MASK")],
+                    outputs=[("movable_mask", "MASK"), ("motion", "MI2V_MOTION")])
+    wf.connect(image, 0, brush, "image")
+    encode = wf.node("MotionI2VEncodeFlow", (760, 560), (340, 220), [512, 320, 16, 0, 0],
+                     inputs=[("model", "MI2V_MODEL"), ("motion", "MI2V_MOTION")], outputs=[("control", "MI2V_CONTROL")])
+    wf.connect(loader, 0, encode, "model")
+    wf.connect(brush, 1, encode, "motion")
+    _predict_and_render(wf, loader, image, pos, neg, control=encode)
+    return wf.to_json(
+        "Drag + motion brush: paint the parts that may move, click points to draw where they go "
+        "(a single point pins a spot), then queue. Flow first (colour preview), then the video. "
+        "Stage 2's look comes from the checkpoint's MODEL: any SD-1.5 model and LoRAs work."
+    )
+
+
+def text_only_workflow():
+    wf = Workflow()
+    loader = _loader(wf)
+    ckpt = _checkpoint(wf)
+    wf.connect(ckpt, 0, loader, "appearance_model")
+    pos, neg = _text(wf, ckpt)
+    image = _image(wf, (20, 560))
+    _predict_and_render(wf, loader, image, pos, neg)
+    return wf.to_json("Text only: the motion comes from the prompt alone; no drags, no brush.")
+
+
+def preview_workflow():
+    wf = Workflow()
+    image = _image(wf, (20, 20))
+    brush = wf.node("MotionI2VDrawMotionBrush", (380, 20), (420, 520), [HINTS_JSON],
+                    inputs=[("image", "IMAGE"), ("mask", "MASK")],
+                    outputs=[("movable_mask", "MASK"), ("motion", "MI2V_MOTION")])
+    wf.connect(image, 0, brush, "image")
+    flow = wf.node("MotionI2VDragsToFlow", (840, 20), (320, 180), [512, 320, 16, 0],
+                   inputs=[("motion", "MI2V_MOTION")], outputs=[("flow", "MI2V_FLOW")])
+    wf.connect(brush, 1, flow, "motion")
+    preview = wf.node("MotionI2VPreviewMotion", (840, 240), (320, 100), [],
+                      inputs=[("image", "IMAGE"), ("flow", "MI2V_FLOW")], outputs=[("frames", "IMAGE")])
+    wf.connect(image, 0, preview, "image")
+    wf.connect(flow, 0, preview, "flow")
+    save = wf.node("SaveAnimatedWEBP", (1200, 20), (360, 420), ["motion_preview", 8.0, False, 90, "default"],
+                   inputs=[("images", "IMAGE")])
+    wf.connect(preview, 0, save, "images")
+    return wf.to_json(
+        "Motion preview, no weights needed: draw drags and brush, queue, and watch the image pushed along "
+        "a rough flow made from the drags. Use it to try drags before running the models."
+    )
+
+
+WORKFLOWS = {
+    "motion_i2v_drag_and_brush": drag_brush_workflow,
+    "motion_i2v_text_only": text_only_workflow,
+    "motion_i2v_motion_preview_no_weights": preview_workflow,
+}
+
+
+def render_thumbnail(path: Path, comfy_dir: Path) -> None:
+    """Example image warped along the drags' rough flow (frame 12 of 16), tracks drawn on top."""
+    import cv2
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(comfy_dir))
+    sys.path.insert(0, str(REPO.parent))  # the pack as a package, the way ComfyUI imports it
+    from motion_i2v_core.flow_preview import warp_preview
+    from motion_i2v_core.flow_viz import draw_tracks
+    from motion_i2v_core.motion_hints import parse_widget_json
+
+    drags = __import__(f"{REPO.name}.nodes.drags_to_flow", fromlist=["drags_to_flow"])
+    rgb = cv2.cvtColor(cv2.imread(str(comfy_dir / "input" / EXAMPLE_IMAGE)), cv2.COLOR_BGR2RGB)
+    size = 256
+    image = torch.from_numpy(cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)).float() / 255
+    hints = parse_widget_json(HINTS_JSON).resized(size, size)
+    flow = drags.drags_to_flow(hints, size, size, 16)
+    frame = warp_preview(image.permute(2, 0, 1), flow.flow)[12]
+    frame = draw_tracks(frame, hints.tracks)
+    out = (frame.clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+    cv2.imwrite(str(path), cv2.cvtColor(out, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only compare the JSON files with what would be written")
+    args = parser.parse_args(argv)
+    stale = []
+    for name, build in WORKFLOWS.items():
+        text = json.dumps(build(), indent=2) + "\n"
+        path = OUT / f"{name}.json"
+        if args.check:
+            if not path.is_file() or path.read_text() != text:
+                stale.append(str(path))
+            continue
+        OUT.mkdir(exist_ok=True)
+        path.write_text(text)
+    if args.check:
+        if stale:
+            print("out of date (run scripts/make_example_workflows.py):", *stale, sep="\n  ")
+            return 1
+        return 0
+    from tests.harness.comfy_server import default_comfyui_dir  # noqa: E402  (same ComfyUI as the scripts)
+
+    thumb = OUT / "thumbnail.jpg"
+    render_thumbnail(thumb, default_comfyui_dir())
+    for name in WORKFLOWS:
+        (OUT / f"{name}.jpg").write_bytes(thumb.read_bytes())
+    thumb.unlink()
+    print("wrote", ", ".join(WORKFLOWS), "to", OUT)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

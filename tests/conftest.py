@@ -1,0 +1,48 @@
+"""Shared fixtures. The core tests need none of this; ComfyUI fixtures start a real server lazily.
+
+`comfy_server` (session): a ComfyServer (tests/harness/comfy_server.py) running the ComfyUI that
+scripts/setup_env.sh installed (or MI2V_COMFYUI_DIR), with this pack and tests/comfy/testing_pack
+mounted. Without that backend the tests using it are skipped, except in CI (CI=true), where a
+missing backend is an error.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from harness.comfy_server import PACK_NAME, REPO_DIR, ComfyServer, default_comfyui_dir
+
+TESTING_PACK = Path(__file__).parent / "comfy" / "testing_pack"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_comfyui() -> Path:
+    comfy_dir = default_comfyui_dir()
+    if not (comfy_dir / "main.py").is_file():
+        message = f"no ComfyUI backend at {comfy_dir}; run scripts/setup_env.sh (or set MI2V_COMFYUI_DIR)"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    return comfy_dir
+
+
+@pytest.fixture(scope="session")
+def comfy_server(tmp_path_factory):
+    comfy_dir = require_comfyui()
+    server = ComfyServer(comfy_dir, tmp_path_factory.mktemp("comfyui"), custom_nodes={PACK_NAME: REPO_DIR, "testing_pack": TESTING_PACK})
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def comfy_client(comfy_server):
+    """A client for the session's server; fails the test early if the server died."""
+    assert comfy_server.alive(), "ComfyUI server died:\n" + comfy_server.log_tail()
+    return comfy_server.client()
