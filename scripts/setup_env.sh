@@ -59,7 +59,8 @@ install_python_env() {
         || log "warning: could not install a CUDA torch; keeping the installed one ($have)"
     else
       log "installing CPU torch==$TORCH_VERSION"
-      "${pip[@]}" "torch==$TORCH_VERSION" --extra-index-url https://download.pytorch.org/whl/cpu
+      # The package index configured for pip decides the build; MI2V_TORCH_INDEX can name a CPU-only index.
+      "${pip[@]}" "torch==$TORCH_VERSION" ${MI2V_TORCH_INDEX:+--index-url "$MI2V_TORCH_INDEX"}
     fi
   fi
 

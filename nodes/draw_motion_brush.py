@@ -1,0 +1,186 @@
+"""Draw Motion Brush: the artist's motion hints (brush + drag tracks) as a MASK and MI2V_MOTION.
+
+The hints come from the node's editor widget (web/draw_motion_brush.js), whose value is the
+format-v1 JSON string parsed by motion_i2v_core.motion_hints.parse_widget_json. API clients send
+the same string. An optional MASK input is the starting movable region: the widget's paint strokes
+add to it and its erase strokes remove from it, in drawing order. Optional KJNodes `coord_str`
+tracks are appended after the drawn tracks.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from comfy_api.latest import io
+
+from motion_i2v_core.motion_hints import MotionHints, parse_coord_str, parse_widget_json, rasterize_brush
+
+from .types import CATEGORY, MotionType, mask_to_core
+
+NODE_ID = "MotionI2VDrawMotionBrush"
+# Widget type of the editor value; web/draw_motion_brush.js supplies the widget for this type name.
+HINTS_WIDGET_TYPE = "MI2V_HINTS_JSON"
+HintsJsonType = io.Custom(HINTS_WIDGET_TYPE)
+EMPTY_HINTS_JSON = ""
+# The editor only displays the reference image, so a downscaled JPEG is enough.
+REFERENCE_PREVIEW_MAX_SIDE = 1024
+
+
+class DrawMotionBrush(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id=NODE_ID,
+            display_name="Draw Motion Brush (Motion-I2V)",
+            category=CATEGORY,
+            description=(
+                "Paint where the image may move and draw where things should go. Paint/erase the movable "
+                "region with the brush (nothing painted = everything may move); click to place track points "
+                "(a single point is a static anchor). The editor shows the image at once when it comes from "
+                "a Load Image node, otherwise after the first run."
+            ),
+            inputs=[
+                io.Image.Input("image", tooltip="The reference image; all drawn coordinates are in its pixels."),
+                HintsJsonType.Input(
+                    "hints_json",
+                    tooltip=(
+                        'The drawn hints as JSON (format v1): {"version":1,"width":W,"height":H,'
+                        '"brush":[{"mode":"paint"|"erase","radius":r,"points":[[x,y],...]}],'
+                        '"tracks":[[[x,y],...]]}. "" means no hints.'
+                    ),
+                    extra_dict={"default": EMPTY_HINTS_JSON, "socketless": True},
+                ),
+                io.Mask.Input(
+                    "mask",
+                    optional=True,
+                    tooltip="Optional starting movable region (1 = may move); brush strokes paint onto it and erase from it.",
+                ),
+                io.String.Input(
+                    "coord_str",
+                    optional=True,
+                    force_input=True,
+                    tooltip="Optional extra tracks in KJNodes' coord_str format ([{x,y},...] or a list of such lists), image pixels.",
+                ),
+            ],
+            outputs=[
+                io.Mask.Output("movable_mask", tooltip="Movable region at the image's size (1 = may move)."),
+                MotionType.Output("motion", tooltip="Tracks and brush for Encode Flow."),
+            ],
+        )
+
+    @classmethod
+    def validate_inputs(cls, hints_json) -> bool | str:
+        try:
+            parse_widget_json(hints_json)
+        except ValueError as e:
+            return (
+                f"Draw Motion Brush: the hints_json value is not valid motion-hints JSON: {e}. "
+                'Redraw the hints in the editor, or send "" for none.'
+            )
+        return True
+
+    @classmethod
+    def execute(cls, image, hints_json, mask=None, coord_str=None) -> io.NodeOutput:
+        if not isinstance(image, torch.Tensor) or image.ndim != 4:
+            raise ValueError(f"Draw Motion Brush: image must be a ComfyUI IMAGE (B, H, W, C), got {type(image).__name__}")
+        height, width = int(image.shape[1]), int(image.shape[2])
+        hints = build_motion_hints(hints_json, width, height, mask=mask_to_core(mask), coord_str=coord_str)
+        movable = hints.movable_mask if hints.movable_mask is not None else torch.ones(height, width)
+        ui = {
+            "mi2v_reference": [save_reference_preview(image[0])],
+            "mi2v_hints": [hints_summary(hints)],
+        }
+        return io.NodeOutput(movable[None].float(), hints, ui=ui)
+
+
+def build_motion_hints(hints_json, width: int, height: int, mask=None, coord_str=None) -> MotionHints:
+    """MotionHints at the image size from the widget JSON, a starting mask and KJNodes tracks.
+
+    The widget's coordinates are scaled from its recorded image size to ``width x height``. The
+    brush is rasterised at the image size, stroke by stroke on top of ``mask`` (paint -> 1,
+    erase -> 0), so the result is the same whatever size the editor drew at.
+    :param mask: (H, W) float, 1 = may move, any size (resized to the image), or None
+    """
+    hints = parse_widget_json(hints_json)
+    if hints.width and hints.height and (hints.width, hints.height) != (width, height):
+        hints = hints.resized(width, height)
+    tracks = list(hints.tracks)
+    if coord_str is not None and str(coord_str).strip():
+        tracks += parse_coord_str(coord_str, width, height)
+
+    movable = torch.zeros(height, width) if mask is None else _mask_at(mask, width, height)
+    for stroke in hints.brush_strokes:
+        # The stroke's footprint (drawn as paint, as an erase on an empty canvas draws nothing).
+        footprint = rasterize_brush([dict(stroke, mode="paint")], width, height) > 0
+        movable[footprint] = 1.0 if stroke["mode"] == "paint" else 0.0
+    warnings = list(hints.warnings) + _outside_warnings(tracks, width, height)
+    return MotionHints(
+        tracks=tracks,
+        movable_mask=movable if bool(movable.any()) else None,
+        width=width,
+        height=height,
+        warnings=warnings,
+        brush_strokes=hints.brush_strokes,
+    )
+
+
+def _mask_at(mask: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    m = mask.float()
+    if tuple(m.shape) != (height, width):
+        m = F.interpolate(m[None, None], size=(height, width), mode="bilinear", align_corners=False)[0, 0]
+    return (m > 0.5).float()
+
+
+def _outside_warnings(tracks, width: int, height: int) -> list[str]:
+    warnings = []
+    for i, t in enumerate(tracks):
+        p = np.asarray(t)
+        if ((p[:, 0] < 0) | (p[:, 0] > width) | (p[:, 1] < 0) | (p[:, 1] > height)).any():
+            warnings.append(f"track {i} has points outside the {width}x{height} image; they will be clamped to the border")
+    return warnings
+
+
+def hints_summary(hints: MotionHints) -> dict:
+    """What the backend made of the hints, for the editor and for tests (JSON-safe)."""
+    movable = hints.movable_mask
+    return {
+        "width": hints.width,
+        "height": hints.height,
+        "tracks": [[[round(float(x), 2), round(float(y), 2)] for x, y in np.asarray(t)] for t in hints.tracks],
+        "movable_fraction": 1.0 if movable is None else round(float(movable.mean()), 5),
+        "warnings": list(hints.warnings),
+    }
+
+
+def save_reference_preview(frame: torch.Tensor) -> dict:
+    """Write the reference frame (H, W, C) as a JPEG in ComfyUI's temp folder for the editor.
+
+    :return: the /view parameters plus the true image size (the preview may be downscaled)
+    """
+    import folder_paths
+
+    height, width = int(frame.shape[0]), int(frame.shape[1])
+    rgb = (frame[..., :3].float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    if rgb.shape[-1] == 1:
+        rgb = np.repeat(rgb, 3, axis=-1)
+    scale = REFERENCE_PREVIEW_MAX_SIDE / max(width, height)
+    if scale < 1:
+        rgb = cv2.resize(rgb, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        raise RuntimeError("Draw Motion Brush: could not encode the reference preview")
+    subfolder = "motion_i2v"
+    folder = os.path.join(folder_paths.get_temp_directory(), subfolder)
+    os.makedirs(folder, exist_ok=True)
+    filename = f"reference_{uuid.uuid4().hex[:12]}.jpg"
+    with open(os.path.join(folder, filename), "wb") as f:
+        f.write(data.tobytes())
+    return {"filename": filename, "subfolder": subfolder, "type": "temp", "width": width, "height": height}
+
+
+__all__ = ["DrawMotionBrush", "build_motion_hints", "NODE_ID", "HINTS_WIDGET_TYPE", "EMPTY_HINTS_JSON"]

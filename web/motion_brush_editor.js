@@ -1,0 +1,741 @@
+// The Draw Motion Brush editor: a DOM element with a toolbar and a <canvas> where the artist paints
+// the movable region and draws drag tracks over the reference image. It knows nothing about
+// ComfyUI; draw_motion_brush.js mounts it as the node's widget.
+//
+// Coordinate spaces: all state is in image pixels (hints.width x hints.height). The display maps
+// image -> canvas CSS pixels with one fit transform (_fit); mouse events go through _eventToImage,
+// which divides by the on-screen size of the canvas, so the graph's zoom never leaks into the data.
+
+import { emptyHints, isEmptyHints, parseHints, rescaleHints, serializeHints } from "./motion_hints_format.js";
+import { sampleTrack } from "./track_sampling.js";
+
+export const PREVIEW_FRAMES = 16; // model_length of Motion-I2V: frame 0 + 15 flow frames
+const PLAY_FPS = 8;
+const MAX_HISTORY = 100;
+const MASK_MAX_SIDE = 1024; // the overlay raster is capped; the data stays vector strokes
+const POINT_HIT_PX = 9;
+const SEGMENT_HIT_PX = 6;
+const TRACK_COLORS = ["#ff5c5c", "#ffb84d", "#4dd2ff", "#b98cff", "#5cff8a", "#ff7ad9", "#ffe14d", "#7a9cff"];
+const MOVABLE_TINT = "#22d3a5";
+
+const STYLE_ID = "mi2v-motion-brush-style";
+const STYLE = `
+.mi2v-editor { display:flex; flex-direction:column; gap:4px; width:100%; height:100%; min-height:220px;
+  box-sizing:border-box; font:11px sans-serif; color:#ddd; outline:none; }
+.mi2v-toolbar { display:flex; flex-wrap:wrap; gap:3px; align-items:center; }
+.mi2v-toolbar button { font:11px sans-serif; padding:2px 6px; border:1px solid #555; border-radius:4px;
+  background:#2b2b2b; color:#ddd; cursor:pointer; }
+.mi2v-toolbar button[aria-pressed="true"] { background:#2f6f5e; border-color:#4fd1b0; color:#fff; }
+.mi2v-toolbar button:disabled { opacity:0.4; cursor:default; }
+.mi2v-toolbar label { display:flex; align-items:center; gap:3px; }
+.mi2v-toolbar input[type=range] { width:70px; }
+.mi2v-sep { width:1px; height:16px; background:#555; margin:0 2px; }
+.mi2v-stage { position:relative; flex:1 1 auto; min-height:120px; }
+.mi2v-canvas { position:absolute; left:0; top:0; width:100%; height:100%; touch-action:none; }
+.mi2v-status { white-space:nowrap; overflow:hidden; text-overflow:ellipsis; color:#aaa; min-height:14px; }
+.mi2v-status.mi2v-error { color:#ff8080; }
+`;
+
+function ensureStylesheet() {
+  if (document.getElementById(STYLE_ID)) return;
+  const style = document.createElement("style");
+  style.id = STYLE_ID;
+  style.textContent = STYLE;
+  document.head.appendChild(style);
+}
+
+const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
+
+function distToSegment(p, a, b) {
+  const dx = b[0] - a[0];
+  const dy = b[1] - a[1];
+  const len2 = dx * dx + dy * dy;
+  const t = len2 ? clamp(((p[0] - a[0]) * dx + (p[1] - a[1]) * dy) / len2, 0, 1) : 0;
+  return Math.hypot(p[0] - (a[0] + t * dx), p[1] - (a[1] + t * dy));
+}
+
+export class MotionBrushEditor {
+  /**
+   * @param {object} options
+   * @param {string} [options.value] initial widget value (format v1 JSON)
+   * @param {(value: string) => void} [options.onChange] called after every committed edit
+   */
+  constructor({ value = "", onChange = () => {} } = {}) {
+    ensureStylesheet();
+    this.onChange = onChange;
+    this.hints = emptyHints();
+    this.tool = "paint";
+    this.brushRadius = 24;
+    this.activeTrack = -1;
+    this.reference = null; // drawable image or null
+    this._invalidValue = null; // unreadable value, kept verbatim until the user draws
+    this._error = null;
+    this._undo = [];
+    this._redo = [];
+    this._drag = null; // {kind: "stroke"|"point", ...} while a pointer is down
+    this._hover = null; // last pointer position in image px, for the brush cursor
+    this._hoverHit = null;
+    this._playing = false;
+    this._playFrame = 0;
+    this._renderPending = false;
+    this._destroyed = false;
+    this._fit = { s: 1, ox: 0, oy: 0 };
+    this._cssSize = [1, 1];
+
+    this._buildDom();
+    this._maskCanvas = document.createElement("canvas");
+    this.setValue(value);
+    this._attachListeners();
+  }
+
+  // ─── Value (the widget's persisted state) ───
+
+  getValue() {
+    return this._invalidValue ?? serializeHints(this.hints);
+  }
+
+  /** Replace the state from outside (workflow load, graph undo, paste). Clears the editor's own undo. */
+  setValue(value) {
+    if (typeof value === "string" && value === this.getValue() && this._error === null) return;
+    const { hints, error } = parseHints(value);
+    if (error) {
+      console.warn(`[Motion-I2V] Draw Motion Brush: could not read the saved hints (${error}); showing an empty editor`);
+      this._invalidValue = typeof value === "string" ? value : JSON.stringify(value);
+      this.hints = this.reference ? emptyHints(this.hints.width, this.hints.height) : emptyHints();
+    } else {
+      this._invalidValue = null;
+      this.hints = hints;
+    }
+    this._error = error;
+    this._undo = [];
+    this._redo = [];
+    this.activeTrack = -1;
+    this._fitBrushRange();
+    this._rebuildMask();
+    this._updateToolbar();
+    this.render();
+  }
+
+  /**
+   * Show `image` (any drawable) as the reference, `width x height` being the true image size in
+   * pixels (the drawable may be a downscaled preview). Existing hints are rescaled to that size.
+   */
+  setReference(image, width = image.naturalWidth || image.width, height = image.naturalHeight || image.height) {
+    this.reference = image;
+    if (width > 0 && height > 0 && (width !== this.hints.width || height !== this.hints.height) && this._invalidValue === null) {
+      const before = this.getValue();
+      this.hints = isEmptyHints(this.hints) ? emptyHints(width, height) : rescaleHints(this.hints, width, height);
+      this._undo = this._undo.map((v) => serializeHints(rescaleHints(parseHints(v).hints, width, height)));
+      this._redo = [];
+      this._fitBrushRange(true);
+      this._rebuildMask();
+      if (this.getValue() !== before) this.onChange(this.getValue());
+    }
+    this._updateToolbar();
+    this.render();
+  }
+
+  // ─── Editing primitives (each public edit is undoable) ───
+
+  _edit(mutate) {
+    const before = this.getValue();
+    mutate();
+    this._commit(before);
+  }
+
+  _commit(before) {
+    const after = serializeHints(this.hints);
+    if (this._invalidValue === null && after === before) return;
+    this._invalidValue = null;
+    this._error = null;
+    this._undo.push(before);
+    if (this._undo.length > MAX_HISTORY) this._undo.shift();
+    this._redo = [];
+    this._updateToolbar();
+    this.render();
+    this.onChange(this.getValue());
+  }
+
+  undo() {
+    if (!this._undo.length) return;
+    this._redo.push(serializeHints(this.hints));
+    this._restore(this._undo.pop());
+  }
+
+  redo() {
+    if (!this._redo.length) return;
+    this._undo.push(serializeHints(this.hints));
+    this._restore(this._redo.pop());
+  }
+
+  _restore(value) {
+    this.hints = parseHints(value).hints;
+    this._invalidValue = null;
+    this._error = null;
+    if (this.activeTrack >= this.hints.tracks.length) this.activeTrack = -1;
+    this._rebuildMask();
+    this._updateToolbar();
+    this.render();
+    this.onChange(this.getValue());
+  }
+
+  clearBrush() {
+    this._edit(() => (this.hints.brush = []));
+    this._rebuildMask();
+    this.render();
+  }
+
+  clearTracks() {
+    this._edit(() => {
+      this.hints.tracks = [];
+      this.activeTrack = -1;
+    });
+  }
+
+  deleteTrack(index = this.activeTrack) {
+    if (index < 0 || index >= this.hints.tracks.length) return;
+    this._edit(() => {
+      this.hints.tracks.splice(index, 1);
+      this.activeTrack = -1;
+    });
+  }
+
+  deletePoint(trackIndex, pointIndex) {
+    this._edit(() => {
+      const track = this.hints.tracks[trackIndex];
+      track.splice(pointIndex, 1);
+      if (track.length === 0) {
+        this.hints.tracks.splice(trackIndex, 1);
+        this.activeTrack = -1;
+      } else {
+        this.activeTrack = trackIndex;
+      }
+    });
+  }
+
+  /** Finish the active track: the next click starts a new one. */
+  endTrack() {
+    this.activeTrack = -1;
+    this._updateToolbar();
+    this.render();
+  }
+
+  setTool(tool) {
+    this.tool = tool;
+    if (tool !== "track") this.activeTrack = -1;
+    this._updateToolbar();
+    this.render();
+  }
+
+  setBrushRadius(radius) {
+    this.brushRadius = clamp(Math.round(radius), 1, Number(this._sizeInput.max));
+    this._updateToolbar();
+    this.render();
+  }
+
+  // ─── Coordinates ───
+
+  _layoutFit() {
+    const [cw, ch] = this._cssSize;
+    const { width, height } = this.hints;
+    const s = Math.max(1e-6, Math.min(cw / width, ch / height));
+    this._fit = { s, ox: (cw - width * s) / 2, oy: (ch - height * s) / 2 };
+  }
+
+  /** Image px -> canvas CSS px. */
+  _toCanvas([x, y]) {
+    const { s, ox, oy } = this._fit;
+    return [ox + x * s, oy + y * s];
+  }
+
+  /** Pointer event -> image px, using the canvas's on-screen rect (includes the graph zoom). */
+  _eventToImage(e) {
+    const r = this.canvas.getBoundingClientRect();
+    const cx = ((e.clientX - r.left) / Math.max(r.width, 1e-6)) * this._cssSize[0];
+    const cy = ((e.clientY - r.top) / Math.max(r.height, 1e-6)) * this._cssSize[1];
+    const { s, ox, oy } = this._fit;
+    return [(cx - ox) / s, (cy - oy) / s];
+  }
+
+  _clampToImage([x, y]) {
+    return [clamp(x, 0, this.hints.width), clamp(y, 0, this.hints.height)];
+  }
+
+  /** Client (viewport) position of an image point: lets tests and tools aim at image pixels. */
+  imageToClient(point) {
+    const r = this.canvas.getBoundingClientRect();
+    const [cx, cy] = this._toCanvas(point);
+    return [r.left + (cx / this._cssSize[0]) * r.width, r.top + (cy / this._cssSize[1]) * r.height];
+  }
+
+  _hitPoint(p) {
+    const tol = POINT_HIT_PX / this._fit.s;
+    let best = null;
+    this.hints.tracks.forEach((track, ti) =>
+      track.forEach((q, pi) => {
+        const d = Math.hypot(q[0] - p[0], q[1] - p[1]);
+        if (d <= tol && (!best || d < best.d)) best = { track: ti, point: pi, d };
+      }),
+    );
+    return best;
+  }
+
+  _hitSegment(p) {
+    const tol = SEGMENT_HIT_PX / this._fit.s;
+    for (let ti = this.hints.tracks.length - 1; ti >= 0; ti--) {
+      const t = this.hints.tracks[ti];
+      for (let k = 0; k + 1 < t.length; k++) if (distToSegment(p, t[k], t[k + 1]) <= tol) return { track: ti };
+    }
+    return null;
+  }
+
+  // ─── DOM ───
+
+  _buildDom() {
+    const el = (tag, props = {}, parent = null) => {
+      const node = Object.assign(document.createElement(tag), props);
+      if (parent) parent.appendChild(node);
+      return node;
+    };
+    // "widget-expands" asks the Nodes 2.0 layout to give this widget the node's spare height.
+    this.element = el("div", { className: "mi2v-editor widget-expands", tabIndex: 0 });
+    const bar = el("div", { className: "mi2v-toolbar" }, this.element);
+    this._buttons = {};
+    const button = (action, label, title, onClick) => {
+      const b = el("button", { type: "button", textContent: label, title }, bar);
+      b.dataset.mi2vAction = action;
+      b.addEventListener("click", (e) => {
+        e.stopPropagation();
+        onClick();
+        this.element.focus({ preventScroll: true });
+      });
+      this._buttons[action] = b;
+      return b;
+    };
+    button("paint", "Paint", "Paint the region that may move (nothing painted = everything may move)", () => this.setTool("paint"));
+    button("erase", "Erase", "Erase painted region", () => this.setTool("erase"));
+    const sizeLabel = el("label", { title: "Brush radius in image pixels" }, bar);
+    this._sizeInput = el("input", { type: "range", min: 1, max: 128, step: 1, value: this.brushRadius }, sizeLabel);
+    this._sizeInput.dataset.mi2vAction = "size";
+    this._sizeText = el("span", { textContent: "" }, sizeLabel);
+    this._sizeInput.addEventListener("input", () => this.setBrushRadius(Number(this._sizeInput.value)));
+    el("span", { className: "mi2v-sep" }, bar);
+    button("track", "Track", "Click to add track points, drag points to move them, right-click a point to delete it", () =>
+      this.setTool("track"),
+    );
+    button("new-track", "New track", "Finish the current track; the next click starts a new one (Esc)", () => this.endTrack());
+    button("delete-track", "Delete track", "Delete the selected track (or right-click a track's line)", () => this.deleteTrack());
+    el("span", { className: "mi2v-sep" }, bar);
+    button("undo", "Undo", "Undo the last edit in this editor", () => this.undo());
+    button("redo", "Redo", "Redo", () => this.redo());
+    button("clear-brush", "Clear brush", "Remove all brush strokes", () => this.clearBrush());
+    button("clear-tracks", "Clear tracks", "Remove all tracks", () => this.clearTracks());
+    button("play", "Play", `Animate the tracks over ${PREVIEW_FRAMES} frames as the model samples them (PCHIP)`, () =>
+      this.togglePlay(),
+    );
+    this._stage = el("div", { className: "mi2v-stage" }, this.element);
+    this.canvas = el("canvas", { className: "mi2v-canvas" }, this._stage);
+    this._status = el("div", { className: "mi2v-status" }, this.element);
+  }
+
+  _updateToolbar() {
+    const b = this._buttons;
+    for (const tool of ["paint", "erase", "track"]) b[tool].setAttribute("aria-pressed", String(this.tool === tool));
+    b.undo.disabled = this._undo.length === 0;
+    b.redo.disabled = this._redo.length === 0;
+    b["new-track"].disabled = this.activeTrack < 0;
+    b["delete-track"].disabled = this.activeTrack < 0;
+    b["clear-brush"].disabled = this.hints.brush.length === 0;
+    b["clear-tracks"].disabled = this.hints.tracks.length === 0;
+    b.play.textContent = this._playing ? "Stop" : "Play";
+    b.play.setAttribute("aria-pressed", String(this._playing));
+    this._sizeInput.value = String(this.brushRadius);
+    this._sizeText.textContent = `${this.brushRadius}px`;
+  }
+
+  /** Brush slider range follows the image size; `reset` also picks a default radius for it. */
+  _fitBrushRange(reset = false) {
+    const longSide = Math.max(this.hints.width, this.hints.height);
+    this._sizeInput.max = String(Math.max(32, Math.round(longSide / 4)));
+    if (reset) this.brushRadius = Math.max(2, Math.round(longSide / 20));
+    this.brushRadius = clamp(this.brushRadius, 1, Number(this._sizeInput.max));
+  }
+
+  // ─── Pointer and keyboard ───
+
+  _attachListeners() {
+    this._onPointerDown = (e) => this._pointerDown(e);
+    this._onPointerMove = (e) => this._pointerMove(e);
+    this._onPointerUp = (e) => this._pointerUp(e);
+    this._onPointerLeave = () => {
+      this._hover = null;
+      this.render();
+    };
+    // The graph must not see clicks meant for the editor (it would start a node drag or a menu).
+    this._onContextMenu = (e) => {
+      e.preventDefault();
+      e.stopPropagation();
+    };
+    this._onKeyDown = (e) => this._keyDown(e);
+    this._onStopEvent = (e) => e.stopPropagation();
+    this.canvas.addEventListener("pointerdown", this._onPointerDown);
+    this.canvas.addEventListener("pointermove", this._onPointerMove);
+    this.canvas.addEventListener("pointerup", this._onPointerUp);
+    this.canvas.addEventListener("pointercancel", this._onPointerUp);
+    this.canvas.addEventListener("pointerleave", this._onPointerLeave);
+    this.canvas.addEventListener("contextmenu", this._onContextMenu);
+    this.canvas.addEventListener("dblclick", this._onStopEvent);
+    this.element.addEventListener("keydown", this._onKeyDown);
+    // Toolbar presses must not start a node drag in Nodes 2.0 mode.
+    this.element.addEventListener("pointerdown", this._onStopEvent);
+    this._resizeObserver = new ResizeObserver(() => this._resizeCanvas());
+    this._resizeObserver.observe(this._stage);
+  }
+
+  _pointerDown(e) {
+    e.stopPropagation();
+    e.preventDefault();
+    this.element.focus({ preventScroll: true });
+    if (this._playing) this.togglePlay();
+    const p = this._eventToImage(e);
+    if (e.button === 2) {
+      this._secondaryClick(p);
+      return;
+    }
+    if (e.button !== 0) return;
+    this.canvas.setPointerCapture?.(e.pointerId);
+    const before = serializeHints(this.hints);
+    if (this.tool === "track") {
+      const hit = this._hitPoint(p);
+      if (hit) {
+        this.activeTrack = hit.track;
+        this._drag = { kind: "point", before, track: hit.track, point: hit.point };
+      } else {
+        const q = this._clampToImage(p);
+        if (this.activeTrack < 0 || e.shiftKey) {
+          this.hints.tracks.push([q]);
+          this.activeTrack = this.hints.tracks.length - 1;
+        } else {
+          this.hints.tracks[this.activeTrack].push(q);
+        }
+        const track = this.hints.tracks[this.activeTrack];
+        this._drag = { kind: "point", before, track: this.activeTrack, point: track.length - 1 };
+      }
+    } else {
+      const stroke = { mode: this.tool === "erase" ? "erase" : "paint", radius: this.brushRadius, points: [this._clampToImage(p)] };
+      this.hints.brush.push(stroke);
+      this._drawStrokeOnMask(stroke, 0);
+      this._drag = { kind: "stroke", before, stroke };
+    }
+    this._updateToolbar();
+    this.render();
+  }
+
+  _pointerMove(e) {
+    const p = this._eventToImage(e);
+    this._hover = p;
+    const drag = this._drag;
+    if (drag?.kind === "stroke") {
+      const pts = drag.stroke.points;
+      const last = pts[pts.length - 1];
+      const q = this._clampToImage(p);
+      // Keep the JSON small: a new vertex only after moving a fraction of the radius.
+      if (Math.hypot(q[0] - last[0], q[1] - last[1]) >= Math.max(1, drag.stroke.radius * 0.2)) {
+        pts.push(q);
+        this._drawStrokeOnMask(drag.stroke, pts.length - 2);
+      }
+    } else if (drag?.kind === "point") {
+      this.hints.tracks[drag.track][drag.point] = this._clampToImage(p);
+    } else if (this.tool === "track") {
+      this._hoverHit = this._hitPoint(p);
+    }
+    this.render();
+  }
+
+  _pointerUp(e) {
+    const drag = this._drag;
+    if (!drag) return;
+    this._drag = null;
+    this.canvas.releasePointerCapture?.(e.pointerId);
+    // Let the event bubble: ComfyUI's change tracker records the new widget value on mouseup.
+    this._commit(drag.before);
+    if (drag.kind === "stroke") this._rebuildMask();
+    this._updateToolbar();
+    this.render();
+  }
+
+  _secondaryClick(p) {
+    if (this.tool !== "track") return;
+    const hit = this._hitPoint(p);
+    if (hit) return this.deletePoint(hit.track, hit.point);
+    const seg = this._hitSegment(p);
+    if (seg) return this.deleteTrack(seg.track);
+    this.endTrack();
+  }
+
+  _keyDown(e) {
+    let handled = true;
+    if (e.key === "Escape" || e.key === "Enter") this.endTrack();
+    else if ((e.key === "Delete" || e.key === "Backspace") && this._hoverHit) {
+      this.deletePoint(this._hoverHit.track, this._hoverHit.point);
+      this._hoverHit = null;
+    } else if (e.key === "Delete" || e.key === "Backspace") this.deleteTrack();
+    else handled = false;
+    // Keys the editor used must not reach the graph (Delete would remove the node).
+    if (handled) {
+      e.preventDefault();
+      e.stopPropagation();
+    }
+  }
+
+  // ─── Play preview ───
+
+  togglePlay() {
+    this._playing = !this._playing;
+    if (this._playing) {
+      this._playStart = performance.now();
+      const tick = (now) => {
+        if (!this._playing || this._destroyed) return;
+        this._playFrame = Math.floor(((now - this._playStart) * PLAY_FPS) / 1000) % PREVIEW_FRAMES;
+        this._render();
+        this._playRaf = requestAnimationFrame(tick);
+      };
+      this._playRaf = requestAnimationFrame(tick);
+    } else {
+      cancelAnimationFrame(this._playRaf);
+    }
+    this._updateToolbar();
+    this.render();
+  }
+
+  // ─── Brush overlay raster ───
+
+  _maskScale() {
+    return Math.min(1, MASK_MAX_SIDE / Math.max(this.hints.width, this.hints.height));
+  }
+
+  _rebuildMask() {
+    const k = this._maskScale();
+    const mc = this._maskCanvas;
+    mc.width = Math.max(1, Math.round(this.hints.width * k));
+    mc.height = Math.max(1, Math.round(this.hints.height * k));
+    mc.getContext("2d").clearRect(0, 0, mc.width, mc.height);
+    for (const stroke of this.hints.brush) this._drawStrokeOnMask(stroke, 0);
+  }
+
+  /** Draw `stroke` from vertex `from` on: paint adds opaque tint, erase cuts it out (in order). */
+  _drawStrokeOnMask(stroke, from) {
+    const k = this._maskScale();
+    const ctx = this._maskCanvas.getContext("2d");
+    ctx.save();
+    ctx.globalCompositeOperation = stroke.mode === "erase" ? "destination-out" : "source-over";
+    ctx.fillStyle = ctx.strokeStyle = MOVABLE_TINT;
+    ctx.lineCap = ctx.lineJoin = "round";
+    ctx.lineWidth = 2 * stroke.radius * k;
+    const pts = stroke.points;
+    if (pts.length - from === 1) {
+      ctx.beginPath();
+      ctx.arc(pts[from][0] * k, pts[from][1] * k, stroke.radius * k, 0, 2 * Math.PI);
+      ctx.fill();
+    } else {
+      ctx.beginPath();
+      ctx.moveTo(pts[from][0] * k, pts[from][1] * k);
+      for (let i = from + 1; i < pts.length; i++) ctx.lineTo(pts[i][0] * k, pts[i][1] * k);
+      ctx.stroke();
+    }
+    ctx.restore();
+  }
+
+  // ─── Rendering ───
+
+  _resizeCanvas() {
+    const w = Math.max(1, this._stage.clientWidth);
+    const h = Math.max(1, this._stage.clientHeight);
+    const dpr = window.devicePixelRatio || 1;
+    this._cssSize = [w, h];
+    this.canvas.width = Math.round(w * dpr);
+    this.canvas.height = Math.round(h * dpr);
+    this._render();
+  }
+
+  /** Schedule a redraw (batched into one animation frame). */
+  render() {
+    if (this._renderPending || this._destroyed) return;
+    this._renderPending = true;
+    requestAnimationFrame(() => {
+      this._renderPending = false;
+      if (!this._destroyed) this._render();
+    });
+  }
+
+  _render() {
+    const ctx = this.canvas.getContext("2d");
+    const dpr = this.canvas.width / this._cssSize[0];
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    const [cw, ch] = this._cssSize;
+    ctx.clearRect(0, 0, cw, ch);
+    ctx.fillStyle = "#151515";
+    ctx.fillRect(0, 0, cw, ch);
+    this._layoutFit();
+    const { s, ox, oy } = this._fit;
+    const iw = this.hints.width * s;
+    const ih = this.hints.height * s;
+
+    if (this.reference) {
+      ctx.drawImage(this.reference, ox, oy, iw, ih);
+    } else {
+      ctx.fillStyle = "#2a2a2a";
+      ctx.fillRect(ox, oy, iw, ih);
+      ctx.fillStyle = "#888";
+      ctx.textAlign = "center";
+      ctx.font = "12px sans-serif";
+      ctx.fillText("The image appears here when it comes from a Load Image node,", ox + iw / 2, oy + ih / 2 - 8);
+      ctx.fillText("otherwise after the first run.", ox + iw / 2, oy + ih / 2 + 8);
+    }
+    if (this.hints.brush.length) {
+      ctx.globalAlpha = 0.45;
+      ctx.drawImage(this._maskCanvas, ox, oy, iw, ih);
+      ctx.globalAlpha = 1;
+    }
+    ctx.strokeStyle = "#666";
+    ctx.lineWidth = 1;
+    ctx.strokeRect(ox - 0.5, oy - 0.5, iw + 1, ih + 1);
+
+    this.hints.tracks.forEach((track, i) => this._drawTrack(ctx, track, i));
+    if (this._playing) this._drawPlayFrame(ctx);
+    this._drawBrushCursor(ctx);
+    this._updateStatus();
+  }
+
+  _drawTrack(ctx, track, index) {
+    const color = TRACK_COLORS[index % TRACK_COLORS.length];
+    const active = index === this.activeTrack;
+    const pts = track.map((p) => this._toCanvas(p));
+    ctx.save();
+    ctx.strokeStyle = color;
+    ctx.fillStyle = color;
+    ctx.lineWidth = active ? 3 : 2;
+    ctx.lineJoin = ctx.lineCap = "round";
+    if (pts.length > 1) {
+      ctx.beginPath();
+      pts.forEach(([x, y], k) => (k ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
+      ctx.stroke();
+      const [x0, y0] = pts[pts.length - 2];
+      const [x1, y1] = pts[pts.length - 1];
+      const a = Math.atan2(y1 - y0, x1 - x0);
+      const head = 12;
+      ctx.beginPath();
+      ctx.moveTo(x1 + Math.cos(a) * 4, y1 + Math.sin(a) * 4);
+      ctx.lineTo(x1 - Math.cos(a - 0.45) * head, y1 - Math.sin(a - 0.45) * head);
+      ctx.lineTo(x1 - Math.cos(a + 0.45) * head, y1 - Math.sin(a + 0.45) * head);
+      ctx.closePath();
+      ctx.fill();
+    } else {
+      // A one-point track is a static anchor: drawn as a ring with a cross.
+      const [x, y] = pts[0];
+      ctx.beginPath();
+      ctx.arc(x, y, 11, 0, 2 * Math.PI);
+      ctx.moveTo(x - 15, y);
+      ctx.lineTo(x + 15, y);
+      ctx.moveTo(x, y - 15);
+      ctx.lineTo(x, y + 15);
+      ctx.stroke();
+    }
+    ctx.font = "bold 9px sans-serif";
+    ctx.textAlign = "center";
+    ctx.textBaseline = "middle";
+    pts.forEach(([x, y], k) => {
+      const hovered = this._hoverHit && this._hoverHit.track === index && this._hoverHit.point === k;
+      ctx.beginPath();
+      ctx.arc(x, y, hovered ? 8 : 6.5, 0, 2 * Math.PI);
+      ctx.fillStyle = color;
+      ctx.fill();
+      ctx.strokeStyle = active ? "#fff" : "#111";
+      ctx.lineWidth = 1.5;
+      ctx.stroke();
+      ctx.fillStyle = "#111";
+      ctx.fillText(String(k + 1), x, y + 0.5);
+    });
+    // Track number next to its start point, outlined so it reads on any image.
+    ctx.font = "bold 11px sans-serif";
+    ctx.textAlign = "left";
+    ctx.lineWidth = 3;
+    ctx.strokeStyle = "#111";
+    ctx.strokeText(`T${index + 1}`, pts[0][0] + 9, pts[0][1] - 10);
+    ctx.fillStyle = color;
+    ctx.fillText(`T${index + 1}`, pts[0][0] + 9, pts[0][1] - 10);
+    ctx.restore();
+  }
+
+  _drawPlayFrame(ctx) {
+    ctx.save();
+    this.hints.tracks.forEach((track, i) => {
+      const [x, y] = this._toCanvas(sampleTrack(track, PREVIEW_FRAMES)[this._playFrame]);
+      ctx.beginPath();
+      ctx.arc(x, y, 7, 0, 2 * Math.PI);
+      ctx.fillStyle = "#fff";
+      ctx.fill();
+      ctx.lineWidth = 3;
+      ctx.strokeStyle = TRACK_COLORS[i % TRACK_COLORS.length];
+      ctx.stroke();
+    });
+    ctx.fillStyle = "rgba(0,0,0,0.6)";
+    ctx.fillRect(4, 4, 86, 18);
+    ctx.fillStyle = "#fff";
+    ctx.font = "11px sans-serif";
+    ctx.textAlign = "left";
+    ctx.textBaseline = "middle";
+    ctx.fillText(`frame ${this._playFrame + 1} / ${PREVIEW_FRAMES}`, 9, 13);
+    ctx.restore();
+  }
+
+  _drawBrushCursor(ctx) {
+    if (!this._hover || this.tool === "track" || this._playing) return;
+    const [x, y] = this._toCanvas(this._hover);
+    ctx.save();
+    ctx.beginPath();
+    ctx.arc(x, y, this.brushRadius * this._fit.s, 0, 2 * Math.PI);
+    ctx.strokeStyle = this.tool === "erase" ? "#ff8080" : "#fff";
+    ctx.setLineDash([4, 3]);
+    ctx.lineWidth = 1.5;
+    ctx.stroke();
+    ctx.restore();
+  }
+
+  _updateStatus() {
+    const { width, height, brush, tracks } = this.hints;
+    let text;
+    if (this._error) {
+      text = `Saved value could not be read (${this._error}); drawing replaces it.`;
+    } else {
+      const region = brush.length ? `${brush.length} brush stroke${brush.length === 1 ? "" : "s"}` : "no brush: everything may move";
+      const hint =
+        this.tool === "track"
+          ? this.activeTrack >= 0
+            ? `T${this.activeTrack + 1}: click adds a point, Esc/right-click ends the track`
+            : "click to start a track; drag points; right-click deletes a point or a track"
+          : `${this.tool} radius ${this.brushRadius}px`;
+      text = `${width}×${height} · ${region} · ${tracks.length} track${tracks.length === 1 ? "" : "s"} · ${hint}`;
+    }
+    if (this._status.textContent !== text) this._status.textContent = text;
+    this._status.classList.toggle("mi2v-error", Boolean(this._error));
+  }
+
+  // ─── Lifecycle ───
+
+  destroy() {
+    this._destroyed = true;
+    this._playing = false;
+    cancelAnimationFrame(this._playRaf);
+    this._resizeObserver?.disconnect();
+    this.canvas.removeEventListener("pointerdown", this._onPointerDown);
+    this.canvas.removeEventListener("pointermove", this._onPointerMove);
+    this.canvas.removeEventListener("pointerup", this._onPointerUp);
+    this.canvas.removeEventListener("pointercancel", this._onPointerUp);
+    this.canvas.removeEventListener("pointerleave", this._onPointerLeave);
+    this.canvas.removeEventListener("contextmenu", this._onContextMenu);
+    this.canvas.removeEventListener("dblclick", this._onStopEvent);
+    this.element.removeEventListener("keydown", this._onKeyDown);
+    this.element.removeEventListener("pointerdown", this._onStopEvent);
+  }
+}
