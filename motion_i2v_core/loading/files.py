@@ -79,7 +79,11 @@ def _read_safetensors(path: Path, device: str):
         with safe_open(str(path), framework="pt", device=device) as f:
             meta = dict(f.metadata() or {})
             for key in f.keys():
-                sd[key] = f.get_tensor(key)
+                tensor = f.get_tensor(key)
+                # Tensors straight from the file can start at unaligned addresses, where CPU
+                # kernels take other code paths and round differently: copy those, so a
+                # converted file computes exactly what the original weights compute.
+                sd[key] = tensor if tensor.data_ptr() % 64 == 0 else tensor.clone()
         return sd, meta
     except Exception as e:
         raise CheckpointError(_corrupt_message(path, e)) from None
