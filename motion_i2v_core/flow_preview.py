@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from .ops.splat import splat_corners, splat_normaliser, splat_sum
 
-__all__ = ["warp_preview", "fill_holes_push_pull", "FILL_METHODS"]
+__all__ = ["warp_preview", "fill_holes_push_pull", "drags_to_flow", "FILL_METHODS"]
 
 FILL_METHODS = ("push_pull", "telea", "none")
 
@@ -121,3 +121,50 @@ def warp_preview(
     still = (flow == 0).flatten(1).all(dim=1)
     frames[still] = img.permute(1, 2, 0)
     return frames
+
+
+def _box_smooth(x: torch.Tensor, radius: int, passes: int = 3) -> torch.Tensor:
+    """Repeated box filter over the last two dims (three passes are close to a Gaussian, sigma ~ radius)."""
+    k = 2 * radius + 1
+    for _ in range(passes):
+        x = F.avg_pool2d(x, k, stride=1, padding=radius, count_include_pad=False)
+    return x
+
+
+@torch.no_grad()
+def drags_to_flow(hints, height: int, width: int, num_frames: int, flow_unit: int | None = None):
+    """A rough dense flow straight from motion hints, with no model (for instant previews).
+
+    The drag squares of the stage-1 sparse control (``control.sparse_flow_from_hints``: each
+    track moves a square of half-size ``flow_unit``; brushed-out regions are known still) are
+    spread over the image by normalised smoothing at 1/8 resolution: the masked flow and the mask
+    are blurred alike and divided, so each pixel takes the weighted mean of the nearby drags. The
+    result is upsampled and set to zero where the brush keeps the image still. It is not what the
+    flow model predicts, only enough to see where things will go.
+
+    :param hints: MotionHints (coordinates in hint-image pixels, mapped like the image) or None
+    :param height, width: target size in pixels (multiples of 8)
+    :param num_frames: frames including the reference frame (>= 2)
+    :param flow_unit: drag square half-size in target pixels; None -> scaled default (64 at 512x320)
+    :return: ``(flow (F, 2, H, W) float32 pixels, frame 0 zero; static (H, W) float32, 1 = still)``
+    """
+    from .control import sparse_flow_from_hints  # control imports the hint/brush stack, only needed here
+
+    if height % 8 or width % 8 or height <= 0 or width <= 0:
+        raise ValueError(f"size {width}x{height} must be positive multiples of 8")
+    if num_frames < 2:
+        raise ValueError(f"num_frames must be at least 2 (the reference frame and one more), got {num_frames}")
+    sparse01, mask, static = sparse_flow_from_hints(hints, height, width, num_frames=num_frames - 1,
+                                                    flow_unit=flow_unit or None)
+    scale = torch.tensor([width, height], dtype=torch.float32).view(1, 2, 1, 1)
+    flow = (sparse01[0].transpose(0, 1) * 2 - 1) * scale           # (F-1, 2, H, W) pixels
+    weight = mask[0].transpose(0, 1).expand(-1, 1, -1, -1)          # (F-1, 1, H, W)
+    small = (height // 8, width // 8)
+    flow_s = F.interpolate(flow * weight, size=small, mode="area")
+    weight_s = F.interpolate(weight, size=small, mode="area")
+    radius = max(1, max(small) // 6)
+    dense = _box_smooth(flow_s, radius) / _box_smooth(weight_s, radius).clamp_min(1e-6)
+    dense = F.interpolate(dense, size=(height, width), mode="bilinear", align_corners=False)
+    static2d = static.reshape(height, width).float()
+    dense = dense * (1 - static2d)
+    return torch.cat([torch.zeros_like(dense[:1]), dense]).float(), static2d

@@ -11,7 +11,7 @@ from motion_i2v_core import control as control_ops
 from motion_i2v_core.motion_hints import MotionHints
 
 from .types import CATEGORY, ControlType, ModelType, MotionControl, MotionType
-from .sizes import frames_input, size_inputs
+from .sizes import check_size, frames_input, size_inputs
 
 log = logging.getLogger("motion_i2v")
 
@@ -19,6 +19,7 @@ log = logging.getLogger("motion_i2v")
 def encode_motion(model, hints: MotionHints | None, width: int, height: int, num_frames: int,
                   flow_unit: int = 0, seed: int = 0) -> MotionControl:
     """Rasterise the hints at the generation size and encode them with the flow VAE."""
+    check_size(width, height)
     stage1 = model.stage1_on_device()
     sparse_flow, sparse_mask, brush_static, warnings = control_ops.sparse_flow_from_hints(
         hints, height, width, num_frames=num_frames - 1, flow_unit=flow_unit or None, return_warnings=True

@@ -27,6 +27,7 @@ from comfy_api.latest import io
 from motion_i2v_core.loading import CheckpointError, load_ldm_checkpoint, load_stage1, load_stage2
 from motion_i2v_core.loading.convert import load_component
 from motion_i2v_core.loading.ldm import convert_ldm_unet_state_dict
+from motion_i2v_core.loading.validate import check_state_dict
 
 from .types import CATEGORY, ModelType
 
@@ -38,6 +39,12 @@ STAGE2_MARKER = "stage2/Motion_Module"
 CONVERTED_STAGE1 = ("flow_unet", "flow_vae", "image_vae")
 CONVERTED_STAGE2 = ("render_unet", "vae")
 NO_CHECKPOINT = "(none)"
+APPEARANCE_HELP = (
+    "Stage 2 takes the UNet (and VAE) of an SD-1.5 model with the same sizes as its own "
+    "(for the official weights: any SD-1.5 checkpoint, 768-wide text). Connect an SD-1.5 MODEL or pick an "
+    f"SD-1.5 checkpoint, or disconnect appearance_model and set appearance_checkpoint to {NO_CHECKPOINT} "
+    "to keep the official stage-2 weights."
+)
 PRECISIONS = ("auto", "fp16", "bf16", "fp32")
 WEIGHTS_HELP = (
     "Put the official files (huggingface.co/wangfuyun/Motion-I2V) in ComfyUI/models/motion_i2v/ as\n"
@@ -163,13 +170,16 @@ def _patcher(module: torch.nn.Module):
 
 
 def resolve_dtype(precision: str) -> torch.dtype:
-    if precision == "fp16":
-        return torch.float16
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "fp32":
-        return torch.float32
+    """The weight dtype for a precision choice; auto = fp32 on the CPU, fp16/bf16 where the GPU supports it."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     device = mm.get_torch_device()
+    if precision != "auto":
+        if device.type == "cpu" and precision in ("fp16", "bf16"):
+            # It runs, but the CPU has no fast half-precision kernels: about 3x slower than fp32.
+            log.warning("Motion-I2V: %s on the CPU is several times slower than fp32; choose precision "
+                        "'auto' or 'fp32' unless you are checking half-precision results", precision)
+        return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[precision]
     if device.type == "cpu":
         return torch.float32
     if mm.should_use_fp16(device):
@@ -229,17 +239,10 @@ def _converted_file(ws: WeightSet, component: str) -> Path:
 
 
 def _replace_weights(module: torch.nn.Module, sd: dict, what: str, skip: str | None = None) -> None:
-    own = {k: v for k, v in module.state_dict().items() if skip is None or skip not in k}
-    missing = sorted(k for k in own if k not in sd and not k.endswith("pos_encoder.pe"))
-    unexpected = sorted(k for k in sd if k not in own)
-    bad_shape = sorted(k for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape))
-    if missing or unexpected or bad_shape:
-        raise CheckpointError(
-            f"{what} does not fit the stage-2 model: {len(missing)} missing keys (e.g. {missing[:3]}), "
-            f"{len(unexpected)} unexpected (e.g. {unexpected[:3]}), {len(bad_shape)} wrong shapes "
-            f"(e.g. {bad_shape[:3]}). Is it an SD-1.5 model?"
-        )
-    module.load_state_dict({k: v for k, v in sd.items() if k in own}, strict=False)
+    """Load `sd` over `module`'s weights (except keys containing `skip`) after a strict key/shape check."""
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items() if skip is None or skip not in k}
+    check_state_dict(sd, expected, file=what, expected_what="stage-2 model")
+    module.load_state_dict(sd, strict=False)
 
 
 def appearance_from_comfy_model(model) -> tuple[dict, str]:
@@ -266,14 +269,21 @@ def load_motion_i2v(weights: str, precision: str, appearance_model=None, appeara
     dtype = resolve_dtype(precision)
 
     unet_sd = vae_sd = None
-    appearance_key = ""
-    if appearance_model is not None:
-        unet_sd, appearance_key = appearance_from_comfy_model(appearance_model)
-    elif appearance_checkpoint and appearance_checkpoint != NO_CHECKPOINT:
-        path = folder_paths.get_full_path_or_raise("checkpoints", appearance_checkpoint)
-        unet_sd, vae_sd = load_ldm_checkpoint(path)
-        st = os.stat(path)
-        appearance_key = f"{path}:{st.st_size}:{st.st_mtime_ns}"
+    appearance_key = appearance = ""
+    try:
+        if appearance_model is not None:
+            appearance = "The MODEL connected to appearance_model"
+            unet_sd, appearance_key = appearance_from_comfy_model(appearance_model)
+        elif appearance_checkpoint and appearance_checkpoint != NO_CHECKPOINT:
+            appearance = f"The appearance_checkpoint '{appearance_checkpoint}'"
+            path = folder_paths.get_full_path_or_raise("checkpoints", appearance_checkpoint)
+            unet_sd, vae_sd = load_ldm_checkpoint(path)
+            if unet_sd is None:
+                raise CheckpointError(f"{path} holds a VAE but no UNet (model.diffusion_model.*)")
+            st = os.stat(path)
+            appearance_key = f"{path}:{st.st_size}:{st.st_mtime_ns}"
+    except (CheckpointError, FileNotFoundError) as e:
+        raise CheckpointError(f"{appearance} cannot be used: {e}\n{APPEARANCE_HELP}") from None
 
     key = (str(ws.root), ws.layout, _fingerprint(ws.root), str(dtype), appearance_key)
     cached = _CACHE.get(weights)
@@ -286,7 +296,14 @@ def load_motion_i2v(weights: str, precision: str, appearance_model=None, appeara
         handle.stage1 = _load_stage1(ws, dtype)
         handle.patchers1 = [_patcher(m) for m in (handle.stage1.unet, handle.stage1.flow_vae, handle.stage1.image_vae)]
     if ws.has_stage2:
-        handle.stage2 = _load_stage2(ws, dtype, unet_sd, vae_sd)
+        try:
+            handle.stage2 = _load_stage2(ws, dtype, unet_sd, vae_sd)
+        except CheckpointError as e:
+            if not appearance:
+                raise
+            # Says "with", not "because of": the failing file may also be one of the set's own.
+            raise CheckpointError(f"Stage 2 of '{weights}' cannot be built with {appearance[0].lower()}{appearance[1:]}: "
+                                  f"{e}\n{APPEARANCE_HELP}") from None
         handle.patchers2 = [_patcher(m) for m in (handle.stage2.unet, handle.stage2.vae)]
     elif unet_sd is not None:
         log.warning("Motion-I2V: '%s' has no stage-2 files, so the appearance model is not used", weights)

@@ -2,8 +2,10 @@
 
 from comfy_api.latest import io
 
+from motion_i2v_core import image_prep
+
 MAX_FRAMES = 16  # stage 2's temporal position table holds 2F-1 = 31 tokens of 32
-SIZE_STEP = 64   # the official models work at multiples of 64 (latent multiple of 8)
+SIZE_STEP = image_prep.SIZE_MULTIPLE  # 64: the UNet needs latents that are multiples of 8
 
 
 def size_inputs():
@@ -21,5 +23,8 @@ def frames_input():
 
 
 def check_size(width: int, height: int) -> None:
-    if width % 8 or height % 8:
-        raise ValueError(f"size {width}x{height} must be a multiple of 8 (64 for the official models)")
+    """Both sides multiples of 64 (API clients can send any value; the UNet halves the latent 3 times)."""
+    try:
+        image_prep.check_size(height, width)
+    except ValueError as e:
+        raise ValueError(f"Motion-I2V size {width}x{height}: {e}") from None

@@ -67,6 +67,8 @@ def image_to_core(image: torch.Tensor, what: str = "image") -> torch.Tensor:
         raise ValueError(f"{what}: expected a ComfyUI IMAGE tensor (B, H, W, C), got {_describe(image)}")
     if image.ndim == 3:
         image = image[None]
+    if image.shape[0] == 0 or image.shape[1] == 0 or image.shape[2] == 0:
+        raise ValueError(f"{what}: the IMAGE is empty ({tuple(image.shape)}); connect a node that outputs a picture")
     if image.shape[0] > 1:
         log.warning("%s: batch of %d images, using the first one as the reference frame", what, image.shape[0])
     channels = image.shape[-1]

@@ -200,17 +200,16 @@ def render_thumbnail(path: Path, comfy_dir: Path) -> None:
 
     sys.path.insert(0, str(comfy_dir))
     sys.path.insert(0, str(REPO.parent))  # the pack as a package, the way ComfyUI imports it
-    from motion_i2v_core.flow_preview import warp_preview
+    from motion_i2v_core.flow_preview import drags_to_flow, warp_preview
     from motion_i2v_core.flow_viz import draw_tracks
     from motion_i2v_core.motion_hints import parse_widget_json
 
-    drags = __import__(f"{REPO.name}.nodes.drags_to_flow", fromlist=["drags_to_flow"])
     rgb = cv2.cvtColor(cv2.imread(str(comfy_dir / "input" / EXAMPLE_IMAGE)), cv2.COLOR_BGR2RGB)
     size = 256
     image = torch.from_numpy(cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)).float() / 255
     hints = parse_widget_json(HINTS_JSON).resized(size, size)
-    flow = drags.drags_to_flow(hints, size, size, 16)
-    frame = warp_preview(image.permute(2, 0, 1), flow.flow)[12]
+    flow, _ = drags_to_flow(hints, size, size, 16)
+    frame = warp_preview(image.permute(2, 0, 1), flow)[12]
     frame = draw_tracks(frame, hints.tracks)
     out = (frame.clamp(0, 1).numpy() * 255).round().astype(np.uint8)
     cv2.imwrite(str(path), cv2.cvtColor(out, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])

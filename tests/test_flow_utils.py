@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from motion_i2v_core.flow_io import load_flow, save_flow
-from motion_i2v_core.flow_preview import fill_holes_push_pull, warp_preview
+from motion_i2v_core.flow_preview import drags_to_flow, fill_holes_push_pull, warp_preview
+from motion_i2v_core.motion_hints import MotionHints
 from motion_i2v_core.flow_viz import color_wheel, draw_flow_arrows, draw_tracks, flow_to_color
 
 
@@ -245,3 +246,49 @@ def test_flow_io_failed_save_keeps_old_file(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="static_mask"):
         save_flow(path, flow, static_mask=torch.zeros(3, 3))
     assert path.read_bytes() == before
+
+
+# ---------------------------------------------------------------- drags to flow (no model)
+
+
+def test_drags_to_flow_follows_the_drag_and_fades_with_distance():
+    # One drag 16 px right over the video, from the left part of a 128x64 image.
+    hints = MotionHints(tracks=[np.array([[32.0, 32.0], [48.0, 32.0]])], width=128, height=64)
+    flow, static = drags_to_flow(hints, 64, 128, num_frames=5, flow_unit=8)
+    assert flow.shape == (5, 2, 64, 128) and flow.dtype == torch.float32
+    assert static.shape == (64, 128) and not static.any()  # nothing painted: all movable
+    assert torch.equal(flow[0], torch.zeros(2, 64, 128))  # the reference frame does not move
+    at_drag = flow[:, :, 32, 32]
+    assert torch.all(at_drag[1:, 0] > 0) and torch.all(at_drag[1:, 1].abs() < 0.5)  # rightwards only
+    assert torch.all(at_drag[2:, 0] >= at_drag[1:-1, 0])  # the drag grows frame by frame
+    assert 10 < at_drag[-1, 0] <= 16.5  # most of the full 16 px at the last frame
+    far = flow[-1, 0, 32, 120]
+    assert 0 <= far < at_drag[-1, 0]  # the pull fades away from the drag (normalised, not sign-flipped)
+
+
+def test_drags_to_flow_keeps_brushed_out_regions_still():
+    movable = torch.zeros(64, 128)
+    movable[:, :64] = 1  # only the left half may move
+    hints = MotionHints(tracks=[np.array([[32.0, 32.0], [32.0, 48.0]])], movable_mask=movable, width=128, height=64)
+    flow, static = drags_to_flow(hints, 64, 128, num_frames=4)
+    assert torch.equal(static, 1 - movable)
+    assert torch.equal(flow[:, :, :, 64:], torch.zeros(4, 2, 64, 64))  # exactly still where not painted
+    assert flow[-1, 1, 32, 32] > 5  # dragged down in the movable part
+
+
+def test_drags_to_flow_maps_hints_drawn_at_another_size():
+    # The same drag drawn on a 2x larger image lands at the same place, with twice fewer pixels of motion.
+    small = MotionHints(tracks=[np.array([[32.0, 32.0], [48.0, 32.0]])], width=128, height=64)
+    large = MotionHints(tracks=[np.array([[64.0, 64.0], [96.0, 64.0]])], width=256, height=128)
+    f_small, _ = drags_to_flow(small, 64, 128, num_frames=3, flow_unit=8)
+    f_large, _ = drags_to_flow(large, 64, 128, num_frames=3, flow_unit=8)
+    assert torch.allclose(f_small, f_large, atol=1e-4)
+
+
+def test_drags_to_flow_no_hints_and_bad_arguments():
+    flow, static = drags_to_flow(None, 64, 64, num_frames=3)
+    assert torch.equal(flow, torch.zeros(3, 2, 64, 64)) and not static.any()
+    with pytest.raises(ValueError, match="multiples of 8"):
+        drags_to_flow(None, 60, 64, num_frames=3)
+    with pytest.raises(ValueError, match="at least 2"):
+        drags_to_flow(None, 64, 64, num_frames=1)

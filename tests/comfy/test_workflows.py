@@ -1,15 +1,14 @@
 """The example workflows and the error paths, end to end in a real ComfyUI server.
 
 Models: the tiny random-weight official-layout bundle (reference/parity/models, cross_dim 32) is
-mounted as models/motion_i2v/Motion-I2V, the name the example workflows use. Text: CLIP Text Encode
-needs a real SD-1.5 CLIP, so the tests swap it for tests/comfy/testing_pack's random conditioning.
+mounted as models/motion_i2v/Motion-I2V, the name the example workflows use (tiny_server fixture,
+tests/comfy/conftest.py). Text: CLIP Text Encode needs a real SD-1.5 CLIP, so the tests swap it for
+tests/comfy/testing_pack's random conditioning.
 """
 
 from __future__ import annotations
 
-import copy
 import json
-import os
 import shutil
 import threading
 from pathlib import Path
@@ -19,23 +18,10 @@ import pytest
 from harness.comfy_server import REPO_DIR, PromptRejected
 from harness.workflow_convert import workflow_to_prompt
 
-PARITY_MODELS = Path(os.environ.get("MI2V_PARITY_DIR", "/work/shared/reference/parity")) / "models"
 WORKFLOWS = sorted((REPO_DIR / "example_workflows").glob("*.json"))
 WIDGET_TYPES = {"MI2V_HINTS_JSON"}
 TINY = {"width": 64, "height": 64, "num_frames": 6, "steps": 2}
 TEXT_DIM = 32  # cross_attention_dim of the tiny models
-
-
-@pytest.fixture(scope="module")
-def tiny_server(comfy_server):
-    if not (PARITY_MODELS / "stage1").is_dir():
-        pytest.skip(f"tiny test models not found at {PARITY_MODELS} (set MI2V_PARITY_DIR)")
-    weights = comfy_server.models_dir / "motion_i2v" / "Motion-I2V"
-    if not weights.exists():
-        weights.symlink_to(PARITY_MODELS, target_is_directory=True)
-    image = Path(comfy_server.comfy_dir) / "input" / "example.png"
-    shutil.copy(image, comfy_server.input_dir / "example.png")
-    return comfy_server
 
 
 @pytest.fixture(scope="module")
@@ -144,11 +130,11 @@ def test_missing_weights_say_where_files_go(tiny_server, object_info):
     _assert_still_serving(tiny_server, object_info)
 
 
-def test_wrong_file_is_a_readable_node_error(tiny_server, object_info):
+def test_wrong_file_is_a_readable_node_error(tiny_server, object_info, parity_models):
     # An official tree whose flow-UNet file is really the flow VAE.
     broken = tiny_server.models_dir / "motion_i2v" / "broken"
     if not broken.exists():
-        shutil.copytree(PARITY_MODELS, broken)
+        shutil.copytree(parity_models, broken)
         s1 = broken / "stage1" / "StableDiffusion-FlowGen"
         shutil.copy(s1 / "vae_flow" / "diffusion_pytorch_model.bin", s1 / "unet" / "diffusion_pytorch_model.bin")
     prompt = tiny_prompt(workflow("motion_i2v_text_only"), object_info, seed=61)
@@ -168,4 +154,16 @@ def test_seventeen_frames_is_rejected(tiny_server, object_info):
     with pytest.raises(PromptRejected) as err:
         tiny_server.client().queue(prompt)
     assert "num_frames" in str(err.value) and "16" in str(err.value)
+    _assert_still_serving(tiny_server, object_info)
+
+
+def test_size_not_a_multiple_of_64_is_a_readable_node_error(tiny_server, object_info):
+    # The widgets step by 64, but API clients can send any size within min/max.
+    prompt = tiny_prompt(workflow("motion_i2v_motion_preview_no_weights"), object_info, seed=81)
+    drags = node_of(prompt, "MotionI2VDragsToFlow")
+    prompt[drags]["inputs"]["width"] = 100
+    result = tiny_server.client().run(prompt, timeout=120)
+    assert result.status == "error" and result.error["node_id"] == drags, result.describe()
+    message = result.error["exception_message"]
+    assert "width 100 is not a multiple of 64; use 64 or 128" in message, message
     _assert_still_serving(tiny_server, object_info)
