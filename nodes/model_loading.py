@@ -1,12 +1,10 @@
 """Load Motion-I2V: find the weights under models/motion_i2v/, build the modules, hand them to ComfyUI.
 
-Two layouts are recognised under each `motion_i2v` model folder (remappable in extra_model_paths.yaml):
-- the official Hugging Face tree (wangfuyun/Motion-I2V): `<set>/stage1/StableDiffusion-FlowGen/...`
-  and `<set>/stage2/{StableDiffusion,Motion_Module}/...`, `<set>` being the folder itself or a subfolder;
-- converted single files (`python -m motion_i2v_core convert`): `<set>/flow_unet.safetensors`,
-  `flow_vae`, `image_vae`, `render_unet`, `vae` (`.safetensors`), config embedded.
-Each set is one entry of the `weights` list. Modules are wrapped in ModelPatchers so ComfyUI's model
-management moves them to the GPU when a node needs them and offloads them when memory runs short.
+The weight sets under each `motion_i2v` model folder (remappable in extra_model_paths.yaml), official
+tree or converted files, are found and built by motion_i2v_core.loading.weight_sets; each set is one
+entry of the `weights` list. This node adds the ComfyUI parts: the folder registration, the appearance
+weights from a connected MODEL or a checkpoint file, caching, and ModelPatchers, so that ComfyUI's model
+management moves the modules to the GPU when a node needs them and offloads them when memory runs short.
 """
 
 from __future__ import annotations
@@ -14,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional
 
 import torch
@@ -24,20 +21,15 @@ import comfy.model_patcher
 import folder_paths
 from comfy_api.latest import io
 
-from motion_i2v_core.loading import CheckpointError, load_ldm_checkpoint, load_stage1, load_stage2
-from motion_i2v_core.loading.convert import load_component
+from motion_i2v_core.loading import CheckpointError, load_ldm_checkpoint
 from motion_i2v_core.loading.ldm import convert_ldm_unet_state_dict
-from motion_i2v_core.loading.validate import check_state_dict
+from motion_i2v_core.loading.weight_sets import WeightSet, find_weight_sets, load_weight_set
 
 from .types import CATEGORY, ModelType
 
 log = logging.getLogger("motion_i2v")
 
 FOLDER = "motion_i2v"
-STAGE1_MARKER = "stage1/StableDiffusion-FlowGen"
-STAGE2_MARKER = "stage2/Motion_Module"
-CONVERTED_STAGE1 = ("flow_unet", "flow_vae", "image_vae")
-CONVERTED_STAGE2 = ("render_unet", "vae")
 NO_CHECKPOINT = "(none)"
 APPEARANCE_HELP = (
     "Stage 2 takes the UNet (and VAE) of an SD-1.5 model with the same sizes as its own "
@@ -74,59 +66,9 @@ def register_model_folder() -> None:
 register_model_folder()
 
 
-# ------------------------------------------------------------------------------------------------
-# finding weight sets
-
-
-@dataclass(frozen=True)
-class WeightSet:
-    name: str  # relative to its motion_i2v folder; "." = the folder itself
-    root: Path
-    layout: str  # "official" | "converted"
-    has_stage1: bool
-    has_stage2: bool
-
-
-def _set_name(rel_dir: str) -> str:
-    return rel_dir.replace(os.sep, "/").strip("/") or "."
-
-
-def find_weight_sets() -> dict[str, WeightSet]:
-    """Every official tree or converted folder under the registered motion_i2v folders, by name."""
-    found: dict[str, dict] = {}
-    for base in folder_paths.get_folder_paths(FOLDER):
-        for rel in _walk_files(base):
-            rel_posix = rel.replace(os.sep, "/")
-            for marker, stage in ((STAGE1_MARKER + "/", 1), (STAGE2_MARKER + "/", 2)):
-                at = rel_posix.find(marker)
-                if at == 0 or (at > 0 and rel_posix[at - 1] == "/"):
-                    name = _set_name(rel_posix[:at])
-                    entry = found.setdefault(name, {"root": Path(base) / rel_posix[:at], "layout": "official"})
-                    entry[stage] = True
-            folder, _, filename = rel_posix.rpartition("/")
-            stem, ext = os.path.splitext(filename)
-            if ext == ".safetensors" and stem in CONVERTED_STAGE1 + CONVERTED_STAGE2:
-                name = _set_name(folder)
-                entry = found.setdefault(name, {"root": Path(base) / folder, "layout": "converted"})
-                if entry["layout"] == "converted":
-                    entry[1 if stem in CONVERTED_STAGE1 else 2] = True
-    return {
-        name: WeightSet(name, e["root"], e["layout"], bool(e.get(1)), bool(e.get(2)))
-        for name, e in sorted(found.items())
-    }
-
-
-def _walk_files(base: str, max_depth: int = 6):
-    """Relative paths of the files under `base` (symlinks followed, hidden folders skipped)."""
-    if not os.path.isdir(base):
-        return
-    base_depth = base.rstrip(os.sep).count(os.sep)
-    for dirpath, dirnames, filenames in os.walk(base, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        if dirpath.count(os.sep) - base_depth >= max_depth:
-            dirnames[:] = []
-        for f in filenames:
-            yield os.path.relpath(os.path.join(dirpath, f), base)
+def weight_sets() -> dict[str, WeightSet]:
+    """Every weight set under the registered motion_i2v folders, by name."""
+    return find_weight_sets(folder_paths.get_folder_paths(FOLDER))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -193,58 +135,6 @@ def resolve_dtype(precision: str) -> torch.dtype:
 _CACHE: dict[str, tuple[tuple, MotionI2VModel]] = {}
 
 
-def _fingerprint(root: Path) -> tuple:
-    """(path, size, mtime) of every file below a weight set, so replaced files invalidate the cache."""
-    items = []
-    for dirpath, _, filenames in os.walk(root, followlinks=True):
-        for f in sorted(filenames):
-            st = os.stat(os.path.join(dirpath, f))
-            items.append((os.path.join(dirpath, f), st.st_size, st.st_mtime_ns))
-    return tuple(sorted(items))
-
-
-def _load_stage1(ws: WeightSet, dtype):
-    if ws.layout == "official":
-        return load_stage1(ws.root / STAGE1_MARKER, dtype=dtype)
-    from motion_i2v_core.loading.official import Stage1Models
-
-    parts = {c: _converted_file(ws, c) for c in CONVERTED_STAGE1}
-    return Stage1Models(
-        unet=load_component(parts["flow_unet"], dtype=dtype, expected="flow_unet"),
-        flow_vae=load_component(parts["flow_vae"], dtype=dtype, expected="flow_vae"),
-        image_vae=load_component(parts["image_vae"], dtype=dtype, expected=("image_vae", "vae")),
-    )
-
-
-def _load_stage2(ws: WeightSet, dtype, unet_sd=None, vae_sd=None):
-    if ws.layout == "official":
-        return load_stage2(ws.root / "stage2", dtype=dtype, unet_state_dict=unet_sd, vae_state_dict=vae_sd)
-    from motion_i2v_core.loading.official import Stage2Models
-
-    unet = load_component(_converted_file(ws, "render_unet"), dtype=dtype, expected="render_unet")
-    vae = load_component(_converted_file(ws, "vae"), dtype=dtype, expected=("vae", "image_vae"))
-    if unet_sd is not None:
-        _replace_weights(unet, unet_sd, "the SD-1.5 appearance UNet", skip=".motion_modules.")
-    if vae_sd is not None:
-        _replace_weights(vae, vae_sd, "the checkpoint's VAE")
-    return Stage2Models(unet=unet, vae=vae)
-
-
-def _converted_file(ws: WeightSet, component: str) -> Path:
-    path = ws.root / f"{component}.safetensors"
-    if not path.is_file():
-        raise CheckpointError(f"Missing {path}: the converted weights '{ws.name}' need {component}.safetensors "
-                              f"next to the other converted files.")
-    return path
-
-
-def _replace_weights(module: torch.nn.Module, sd: dict, what: str, skip: str | None = None) -> None:
-    """Load `sd` over `module`'s weights (except keys containing `skip`) after a strict key/shape check."""
-    expected = {k: tuple(v.shape) for k, v in module.state_dict().items() if skip is None or skip not in k}
-    check_state_dict(sd, expected, file=what, expected_what="stage-2 model")
-    module.load_state_dict(sd, strict=False)
-
-
 def appearance_from_comfy_model(model) -> tuple[dict, str]:
     """The SD-1.5 UNet of a ComfyUI MODEL, LoRAs and other weight patches applied, in our names."""
     mm.load_models_gpu([model], force_full_load=True)  # applies the weight patches (LoRAs) in place
@@ -260,7 +150,7 @@ def _model_identity(model) -> str:
 
 
 def load_motion_i2v(weights: str, precision: str, appearance_model=None, appearance_checkpoint: str = NO_CHECKPOINT):
-    sets = find_weight_sets()
+    sets = weight_sets()
     ws = sets.get(weights)
     if ws is None:
         folders = ", ".join(folder_paths.get_folder_paths(FOLDER))
@@ -285,7 +175,7 @@ def load_motion_i2v(weights: str, precision: str, appearance_model=None, appeara
     except (CheckpointError, FileNotFoundError) as e:
         raise CheckpointError(f"{appearance} cannot be used: {e}\n{APPEARANCE_HELP}") from None
 
-    key = (str(ws.root), ws.layout, _fingerprint(ws.root), str(dtype), appearance_key)
+    key = (str(ws.root), ws.layout, ws.fingerprint(), str(dtype), appearance_key)
     cached = _CACHE.get(weights)
     if cached is not None and cached[0] == key:
         return cached[1]
@@ -293,11 +183,11 @@ def load_motion_i2v(weights: str, precision: str, appearance_model=None, appeara
 
     handle = MotionI2VModel(name=weights, dtype=dtype, source=f"{ws.layout} weights at {ws.root}")
     if ws.has_stage1:
-        handle.stage1 = _load_stage1(ws, dtype)
+        handle.stage1 = load_weight_set(ws, 1, dtype)
         handle.patchers1 = [_patcher(m) for m in (handle.stage1.unet, handle.stage1.flow_vae, handle.stage1.image_vae)]
     if ws.has_stage2:
         try:
-            handle.stage2 = _load_stage2(ws, dtype, unet_sd, vae_sd)
+            handle.stage2 = load_weight_set(ws, 2, dtype, unet_state_dict=unet_sd, vae_state_dict=vae_sd)
         except CheckpointError as e:
             if not appearance:
                 raise
@@ -326,7 +216,7 @@ class LoadMotionI2V(io.ComfyNode):
             inputs=[
                 io.Combo.Input(
                     "weights",
-                    options=list(find_weight_sets()),
+                    options=list(weight_sets()),
                     tooltip="A folder under models/motion_i2v holding the official stage1/ and stage2/ trees "
                             "('.' = models/motion_i2v itself) or converted .safetensors files.",
                 ),
@@ -351,7 +241,7 @@ class LoadMotionI2V(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, weights) -> bool | str:
         # Naming `weights` here replaces ComfyUI's plain "not in list" check by one that says where files go.
-        if weights not in find_weight_sets():
+        if weights not in weight_sets():
             folders = ", ".join(folder_paths.get_folder_paths(FOLDER))
             return f"No Motion-I2V weights named '{weights}' in {folders}.\n{WEIGHTS_HELP}"
         return True

@@ -5,4 +5,6 @@ from .files import read_state_dict, read_metadata  # noqa: F401
 from .ldm import convert_ldm_unet_state_dict, convert_ldm_vae_state_dict, load_ldm_checkpoint  # noqa: F401
 from .official import Stage1Models, Stage2Models, load_stage1, load_stage2  # noqa: F401
 from .convert import component_info, convert_official_tree, load_component, save_component  # noqa: F401
+from .convert import load_converted_stage1, load_converted_stage2  # noqa: F401
 from .official import official_paths  # noqa: F401
+from .weight_sets import WeightSet, find_weight_sets, load_weight_set  # noqa: F401

@@ -9,7 +9,8 @@ render_unet (stage-2 UNet: 2-D + motion modules) and vae (stage-2 VAE). Header m
   motion_i2v.dtype           dtype of the weights ("float16" / "float32")
 The `pos_encoder.pe` buffers are always written in float32 (they are exact formula values and
 fp16 would round them). Files are written to a temporary name and renamed, so an interrupted
-conversion never leaves a half-written file under the final name.
+conversion never leaves a half-written file under the final name. load_converted_stage1/2 build
+the same Stage1Models/Stage2Models as official.load_stage1/2 from a folder of these files.
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ from torch import nn
 from ..config import UNetConfig, VAEConfig
 from ..vae import AutoencoderKL
 from .files import read_state_dict
-from .validate import CheckpointError, identify_state_dict, is_pe_key
+from .validate import CheckpointError, check_state_dict, identify_state_dict, is_pe_key
 
 FORMAT_VERSION = "1"
 META_PREFIX = "motion_i2v."
-COMPONENTS = ("flow_unet", "flow_vae", "image_vae", "render_unet", "vae")
+STAGE1_COMPONENTS = ("flow_unet", "flow_vae", "image_vae")
+STAGE2_COMPONENTS = ("render_unet", "vae")
+COMPONENTS = STAGE1_COMPONENTS + STAGE2_COMPONENTS
 _CONFIG_CLASSES = {"UNetConfig": UNetConfig, "VAEConfig": VAEConfig}
 _DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -194,6 +197,65 @@ def load_component(path: str | os.PathLike, dtype: torch.dtype | None = torch.fl
         dtype = _DTYPES.get(meta.get(META_PREFIX + "dtype", "float32"), torch.float32)
     return build_and_load(_builder(component, cfg), sd, file=str(path), expected_what=f"{component} "
                           f"(config embedded in the file)", dtype=dtype, device=device)
+
+
+def converted_file(folder: str | os.PathLike, component: str, rel: str | None = None) -> Path:
+    """`<folder>/<component>.safetensors`, or a CheckpointError naming it below models/motion_i2v/.
+    `rel`: the folder relative to models/motion_i2v ("." = that folder; default: the folder's name)."""
+    if component not in COMPONENTS:
+        raise ValueError(f"component must be one of {COMPONENTS}, got {component!r}")
+    folder = Path(folder)
+    path = folder / f"{component}.safetensors"
+    if not path.is_file():
+        rel = folder.name if rel is None else rel.strip("/")
+        shown = f"models/motion_i2v/{component}.safetensors" if rel in ("", ".") else \
+            f"models/motion_i2v/{rel}/{component}.safetensors"
+        stage, parts = (1, STAGE1_COMPONENTS) if component in STAGE1_COMPONENTS else (2, STAGE2_COMPONENTS)
+        raise CheckpointError(
+            f"Missing {shown} (looked for {path}): converted stage-{stage} weights need "
+            f"{', '.join(p + '.safetensors' for p in parts)} next to each other. Convert the official files "
+            f"again with `python -m motion_i2v_core convert`.")
+    return path
+
+
+def replace_weights(module: nn.Module, sd: Mapping[str, torch.Tensor], what: str, skip: str | None = None) -> None:
+    """Load `sd` over `module`'s weights (except keys containing `skip`) after a strict key/shape check."""
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items() if skip is None or skip not in k}
+    check_state_dict(sd, expected, file=what, expected_what="stage-2 model")
+    module.load_state_dict(sd, strict=False)
+
+
+def load_converted_stage1(folder: str | os.PathLike, dtype: torch.dtype = torch.float32, device="cpu", *,
+                          rel: str | None = None):
+    """Stage1Models (flow UNet + ControlNet, flow VAE, image VAE) from converted files in `folder`
+    (the counterpart of official.load_stage1). `rel`: for error messages, see converted_file."""
+    from .official import Stage1Models
+
+    parts = {c: converted_file(folder, c, rel) for c in STAGE1_COMPONENTS}
+    return Stage1Models(
+        unet=load_component(parts["flow_unet"], dtype=dtype, device=device, expected="flow_unet"),
+        flow_vae=load_component(parts["flow_vae"], dtype=dtype, device=device, expected="flow_vae"),
+        image_vae=load_component(parts["image_vae"], dtype=dtype, device=device, expected=("image_vae", "vae")),
+    )
+
+
+def load_converted_stage2(folder: str | os.PathLike, dtype: torch.dtype = torch.float32, device="cpu",
+                          unet_state_dict: Mapping[str, torch.Tensor] | None = None,
+                          vae_state_dict: Mapping[str, torch.Tensor] | None = None, *, rel: str | None = None):
+    """Stage2Models (render UNet, VAE) from converted files in `folder` (the counterpart of
+    official.load_stage2). `unet_state_dict` (our diffusers names, e.g. from load_ldm_checkpoint)
+    replaces the 2-D SD-1.5 weights of the render UNet, its motion modules kept; `vae_state_dict`
+    replaces the VAE weights. Both are checked strictly against the module's keys and shapes."""
+    from .official import Stage2Models
+
+    unet_path, vae_path = (converted_file(folder, c, rel) for c in STAGE2_COMPONENTS)
+    unet = load_component(unet_path, dtype=dtype, device=device, expected="render_unet")
+    vae = load_component(vae_path, dtype=dtype, device=device, expected=("vae", "image_vae"))
+    if unet_state_dict is not None:
+        replace_weights(unet, unet_state_dict, "the SD-1.5 appearance UNet", skip=".motion_modules.")
+    if vae_state_dict is not None:
+        replace_weights(vae, vae_state_dict, "the checkpoint's VAE")
+    return Stage2Models(unet=unet, vae=vae)
 
 
 def convert_official_tree(models_dir: str | os.PathLike, out_dir: str | os.PathLike,
