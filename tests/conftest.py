@@ -32,6 +32,15 @@ def require_comfyui() -> Path:
     return comfy_dir
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny test models gain nothing from intra-op threads, and on two cores shared with a ComfyUI
+    server, spinning OpenMP workers made single forwards up to 10x slower."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def comfy_server(tmp_path_factory):
     comfy_dir = require_comfyui()

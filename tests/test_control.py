@@ -2,7 +2,6 @@
 preprocessing of the official app (shared/reference/parity, README sections 4 and 7)."""
 
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,8 +11,8 @@ import torch
 from motion_i2v_core.brush import latent_mask, static_mask
 from motion_i2v_core.control import encode_control, sparse_flow_from_hints
 from motion_i2v_core.motion_hints import MotionHints, parse_widget_json
+from harness.reference import PARITY
 
-PARITY = Path(__file__).resolve().parents[2] / "shared" / "reference" / "parity"
 
 
 class RecordedVAE:

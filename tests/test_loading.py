@@ -11,8 +11,8 @@ from safetensors.torch import load_file, save_file
 from motion_i2v_core.loading import (CheckpointError, component_info, convert_official_tree, identify_state_dict,
                                      load_component, load_stage1, load_stage2, read_state_dict, save_component)
 from motion_i2v_core.loading.official import overlay_controlnet
+from harness.reference import PARITY
 
-PARITY = Path("/work/shared/reference/parity")
 MODELS = PARITY / "models"
 S1 = MODELS / "stage1/StableDiffusion-FlowGen"
 S2 = MODELS / "stage2"

@@ -5,7 +5,6 @@ diffusers-named state dicts; a hand-written list of key pairs pins the mapping i
 """
 
 import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,8 +14,9 @@ from motion_i2v_core.config import VAEConfig
 from motion_i2v_core.loading import (CheckpointError, convert_ldm_unet_state_dict, convert_ldm_vae_state_dict,
                                      load_ldm_checkpoint)
 from motion_i2v_core.vae import AutoencoderKL
+from harness.reference import REFERENCE
 
-REF = Path("/work/shared/reference")
+REF = REFERENCE
 PARITY = REF / "parity"
 S2_UNET_BIN = PARITY / "models/stage2/StableDiffusion/unet/diffusion_pytorch_model.bin"
 

@@ -2,13 +2,13 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from motion_i2v_core import parity
+from harness.reference import PARITY
 
-BUNDLE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "parity"
+BUNDLE = PARITY
 pytestmark = pytest.mark.skipif(not BUNDLE.is_dir(), reason="needs ../shared/reference/parity beside the repo")
 
 

@@ -1,14 +1,14 @@
 """Both generation stages end to end on the tiny random-weight models of the parity bundle."""
 
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from motion_i2v_core.pipelines import SamplingCancelled, default_stride, predict_flow, render_video
+from harness.reference import PARITY
 
-BUNDLE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "parity"
+BUNDLE = PARITY
 pytestmark = pytest.mark.skipif(not BUNDLE.is_dir(), reason="needs ../shared/reference/parity beside the repo")
 
 STEPS = 2

@@ -1,11 +1,11 @@
 """DDIM schedule (official values), samplers, callback / cancel contract."""
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
+from harness.reference import PARITY
 from motion_i2v_core.schedulers import (
     SAMPLERS,
     DDIMSchedule,
@@ -16,7 +16,6 @@ from motion_i2v_core.schedulers import (
     sampler_names,
 )
 
-PARITY = Path(__file__).resolve().parents[2] / "shared" / "reference" / "parity"
 
 
 def test_ddim_timesteps_and_alphas_25_steps():

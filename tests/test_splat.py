@@ -2,12 +2,12 @@
 examples and a python-loop transcription of the softsplat kernel."""
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from harness.reference import PARITY
 from motion_i2v_core.ops.splat import (
     forward_splat,
     forward_splat_avg_broadcast,
@@ -19,7 +19,7 @@ from motion_i2v_core.ops.splat import (
     splat_sum,
 )
 
-UNITS = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "parity" / "units.safetensors"
+UNITS = PARITY / "units.safetensors"
 NAN = float("nan")
 
 

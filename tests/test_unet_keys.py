@@ -9,8 +9,8 @@ import pytest
 
 from motion_i2v_core.config import UNetConfig
 from motion_i2v_core.unet3d import FlowUNet, RenderUNet
+from harness.reference import REFERENCE
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 
 
 def read_key_list(path: Path) -> dict[str | None, dict[str, tuple[int, ...]]]:

@@ -7,29 +7,18 @@ on the loader package; configs come from the bundle's config.json files and meta
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 import torch
 
 from motion_i2v_core.config import UNetConfig
 from motion_i2v_core.unet3d import FlowUNet, RenderUNet
+from harness.reference import PARITY
 
-BUNDLE = Path(os.environ.get("MI2V_PARITY_DIR", Path(__file__).resolve().parents[2] / "shared" / "reference" / "parity"))
+BUNDLE = PARITY
 TOLERANCE = 2e-3  # max abs diff / max |reference| for single UNet forwards (bundle README section 7)
 
 pytestmark = pytest.mark.skipif(not (BUNDLE / "meta.json").exists(), reason=f"parity bundle not found at {BUNDLE}")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # Tiny tensors gain nothing from intra-op threads, and on a busy 2-core machine spinning OpenMP
-    # workers make each first call of an op take seconds.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _load_bin(relpath: str) -> dict[str, torch.Tensor]:

@@ -15,16 +15,6 @@ from motion_i2v_core.ops.motion_attention import motion_augmented_attention, war
 from motion_i2v_core.unet3d import FlowUNet, RenderUNet
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # Tiny tensors gain nothing from intra-op threads, and on a busy 2-core machine spinning OpenMP
-    # workers make each first call of an op take seconds.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def tiny_config(**overrides) -> UNetConfig:
     base = dict(
         block_out_channels=(32, 32, 32, 32), layers_per_block=1, cross_attention_dim=16,

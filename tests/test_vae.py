@@ -2,7 +2,6 @@
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -10,8 +9,9 @@ from safetensors.torch import load_file
 
 from motion_i2v_core.config import VAEConfig
 from motion_i2v_core.vae import AutoencoderKL, DiagonalGaussian, attention_key_style, rename_attention_keys
+from harness.reference import REFERENCE
 
-REF = Path("/work/shared/reference")
+REF = REFERENCE
 PARITY = REF / "parity"
 S1 = PARITY / "models/stage1/StableDiffusion-FlowGen"
 S2 = PARITY / "models/stage2/StableDiffusion"

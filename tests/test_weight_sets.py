@@ -11,8 +11,9 @@ from motion_i2v_core.loading import (CheckpointError, WeightSet, find_weight_set
                                      load_converted_stage2, load_stage1, load_stage2, load_weight_set,
                                      save_component)
 from motion_i2v_core.loading.convert import STAGE1_COMPONENTS, STAGE2_COMPONENTS, converted_file
+from harness.reference import PARITY_MODELS
 
-MODELS = Path("/work/shared/reference/parity/models")
+MODELS = PARITY_MODELS
 needs_models = pytest.mark.skipif(not MODELS.is_dir(), reason="parity models not available")
 
 OFFICIAL_FILES = (

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-PARITY_MODELS = Path(os.environ.get("MI2V_PARITY_DIR", "/work/shared/reference/parity")) / "models"
+from harness.reference import PARITY_MODELS
+
 TINY_WEIGHTS = "Motion-I2V"  # the name the example workflows use
 
 
 @pytest.fixture(scope="session")
 def parity_models() -> Path:
     if not (PARITY_MODELS / "stage1").is_dir():
-        pytest.skip(f"tiny test models not found at {PARITY_MODELS} (set MI2V_PARITY_DIR)")
+        pytest.skip(f"tiny test models not found at {PARITY_MODELS} (set MI2V_REFERENCE_DIR)")
     return PARITY_MODELS
 
 

@@ -3,7 +3,6 @@
 import subprocess
 import sys
 
-import pytest
 
 from harness.comfy_server import REPO_DIR
 
