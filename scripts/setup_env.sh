@@ -91,7 +91,10 @@ PY
   local reqs=$MI2V_CACHE/comfyui-requirements.txt
   grep -vE '^\s*(torch|torchvision|torchaudio)\s*([<>=!~;#].*)?$' "$COMFYUI_DIR/requirements.txt" > "$reqs"
   log "installing ComfyUI and pack requirements"
-  "${pip[@]}" -c "$constraints" -r "$reqs" -r "$REPO_DIR/requirements.txt" requests pytest
+  local extra=()
+  # CPU setups get triton for the interpreter-mode kernel tests; a CUDA torch brings its own.
+  [ "$TORCH_FLAVOUR" = cuda ] || extra+=("triton==3.9.0")
+  "${pip[@]}" -c "$constraints" -r "$reqs" -r "$REPO_DIR/requirements.txt" requests pytest "${extra[@]}"
   if ! "$VENV_PY" -m pip show -q torchvision >/dev/null 2>&1; then
     "${pip[@]}" -c "$constraints" torchvision || log "warning: torchvision not installed (ComfyUI may fail to start)"
   fi

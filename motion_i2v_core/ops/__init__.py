@@ -1,7 +1,10 @@
 """Numerical ops with pure-torch reference implementations.
 
 One registry chooses the implementation of each op in one place, so a GPU kernel can be swapped in
-(``set_op``) without touching the models. Defaults are resolved lazily, on first use.
+(``set_op``) without touching the models. Defaults are resolved lazily, on first use. ``forward_splat``
+and ``motion_augmented_attention`` default to the dispatchers of ``ops.backends``: Triton kernels on
+CUDA when triton imports, else exactly the pure-torch reference (``backends.set_backend`` /
+``MI2V_OPS_BACKEND`` = auto | torch | triton).
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ from typing import Callable, Optional
 from .motion_attention import motion_augmented_attention, multihead_attention, warp_source_index
 
 _DEFAULTS = {
-    "forward_splat": "motion_i2v_core.ops.splat:forward_splat",
+    "forward_splat": "motion_i2v_core.ops.backends:forward_splat",
     "multihead_attention": "motion_i2v_core.ops.motion_attention:multihead_attention",
-    "motion_augmented_attention": "motion_i2v_core.ops.motion_attention:motion_augmented_attention",
+    "motion_augmented_attention": "motion_i2v_core.ops.backends:motion_augmented_attention",
 }
 _overrides: dict[str, Callable] = {}
 _resolved: dict[str, Callable] = {}

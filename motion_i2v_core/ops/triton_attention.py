@@ -1,0 +1,161 @@
+"""Motion-augmented temporal attention on the GPU path: Triton warp + PyTorch SDPA.
+
+Same contract as ``ops.motion_attention.motion_augmented_attention`` (the reference). What changes:
+
+- the reference-frame tokens are splatted by the Triton kernels (``triton_splat.warp_splat``) straight
+  into the odd slots of the interleaved ``[z0, w1, z1, ..., w_{F-1}, z_{F-1}]`` sequence: no gathered
+  copy of the reference per item, no float32 (K, C, H, W) result to transpose and copy again;
+- the normaliser S(1) is computed once per flow frame and shared by every batch item (both CFG
+  branches) instead of once per (item, frame);
+- K and V come from one matmul with the stacked ``[w_k; w_v]`` weight (one read of the sequence);
+- the softmax over the 2F-1 keys is PyTorch's ``scaled_dot_product_attention`` by default
+  (``ATTENTION_CORE = "sdpa"``). ``attention_core_triton`` is a Triton kernel for the same step (one
+  program per token position and head: S = QK^T/sqrt(d) over the <= 32 keys, fp32 softmax, PV), kept as
+  the candidate for the GPU comparison the benchmark makes (``ATTENTION_CORE = "triton"``); which one is
+  faster at these shapes is a GPU measurement recorded in BENCHMARKS.md (pending: no GPU so far).
+
+Results equal the reference up to float32 summation order in the splat (atomics) and the matmul split.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+import triton
+import triton.language as tl
+
+from .motion_attention import multihead_attention, warp_source_index
+from .triton_splat import warp_splat
+
+__all__ = ["motion_augmented_attention_triton", "attention_core_triton", "ATTENTION_CORE"]
+
+ATTENTION_CORE = "sdpa"  # or "triton": which attention step motion_augmented_attention_triton uses
+
+
+@triton.jit
+def _attention_core_kernel(
+    q_ptr, k_ptr, v_ptr, o_ptr, LQ, LK, D, scale,
+    s_qn, s_ql, s_kn, s_kl, s_vn, s_vl, s_on, s_ol,
+    BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr, IEEE: tl.constexpr,
+):
+    # grid (token positions, heads); channel h*D + i of a row is element i of head h.
+    n = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1).to(tl.int64)
+    rq = tl.arange(0, BLOCK_Q)
+    rk = tl.arange(0, BLOCK_K)
+    rd = tl.arange(0, BLOCK_D)
+    d_ok = rd < D
+    col = h * D + rd
+    q = tl.load(q_ptr + n * s_qn + rq[:, None] * s_ql + col[None, :], mask=(rq < LQ)[:, None] & d_ok[None, :], other=0.0)
+    k = tl.load(k_ptr + n * s_kn + rk[:, None] * s_kl + col[None, :], mask=(rk < LK)[:, None] & d_ok[None, :], other=0.0)
+    v = tl.load(v_ptr + n * s_vn + rk[:, None] * s_vl + col[None, :], mask=(rk < LK)[:, None] & d_ok[None, :], other=0.0)
+    # S = Q K^T / sqrt(d) (fp32 accumulate); padded keys get -inf before the softmax.
+    if IEEE:
+        s = tl.dot(q, tl.trans(k), input_precision="ieee") * scale
+    else:
+        s = tl.dot(q, tl.trans(k)) * scale
+    s = tl.where((rk < LK)[None, :], s, float("-inf"))
+    p = tl.exp(s - tl.max(s, axis=1)[:, None])
+    p = p / tl.sum(p, axis=1)[:, None]
+    # O = softmax(S) V
+    if IEEE:
+        o = tl.dot(p, v.to(tl.float32), input_precision="ieee")
+    else:
+        o = tl.dot(p.to(v.dtype), v)
+    tl.store(o_ptr + n * s_on + rq[:, None] * s_ol + col[None, :], o.to(o_ptr.dtype.element_ty),
+             mask=(rq < LQ)[:, None] & d_ok[None, :])
+
+
+def attention_core_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
+    """``ops.motion_attention.multihead_attention`` as one Triton kernel, for short sequences (<= 128 keys).
+
+    ``q (N, Lq, C)``, ``k, v (N, Lk, C)``; the channel dim must be contiguous. fp32 inputs use IEEE
+    fp32 matmuls (no TF32); fp16/bf16 inputs multiply in their dtype and accumulate in fp32.
+    """
+    n, lq, c = q.shape
+    lk = k.shape[1]
+    if c % heads or k.shape != (n, lk, c) or v.shape != k.shape:
+        raise ValueError(f"attention shapes q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)} with {heads} heads")
+    if lk > 128 or lq > 128:
+        raise ValueError(f"attention_core_triton is for short sequences (<= 128), got {lq} queries, {lk} keys")
+    if any(t.stride(-1) != 1 for t in (q, k, v)):
+        raise ValueError("attention_core_triton needs the channel dim contiguous")
+    d = c // heads
+    out = torch.empty_like(q, memory_format=torch.contiguous_format)
+    block_q = max(16, triton.next_power_of_2(lq))
+    block_k = max(16, triton.next_power_of_2(lk))
+    block_d = max(16, triton.next_power_of_2(d))
+    ctx = torch.cuda.device(q.device) if q.is_cuda else contextlib.nullcontext()
+    with ctx:
+        _attention_core_kernel[(n, heads)](
+            q, k, v, out, lq, lk, d, 1.0 / d**0.5,
+            q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1), out.stride(0), out.stride(1),
+            BLOCK_Q=block_q, BLOCK_K=block_k, BLOCK_D=block_d, IEEE=q.dtype == torch.float32, num_warps=4,
+        )
+    return out
+
+
+def motion_augmented_attention_triton(
+    x: torch.Tensor,
+    flow: torch.Tensor,
+    *,
+    num_frames: int,
+    height: int,
+    width: int,
+    pe: torch.Tensor,
+    heads: int,
+    w_q: torch.Tensor,
+    w_k: torch.Tensor,
+    w_v: torch.Tensor,
+    official_compat: bool = False,
+    splat: Optional[Callable[..., torch.Tensor]] = None,
+) -> torch.Tensor:
+    """See ``ops.motion_attention.motion_augmented_attention``; ``splat`` must be None (the kernel is fixed)."""
+    if splat is not None:
+        raise ValueError(
+            "the Triton motion attention splats with its own kernel; call the reference op to pass `splat`"
+        )
+    bf, n, c = x.shape
+    frames = num_frames
+    if bf % frames:
+        raise ValueError(f"token batch {bf} is not a multiple of num_frames={frames}")
+    batch = bf // frames
+    length = 2 * frames - 1
+    if length > pe.shape[1]:
+        raise ValueError(
+            f"motion-augmented attention needs 2F-1 = {length} positions but the table has {pe.shape[1]}: "
+            f"use at most {(pe.shape[1] + 1) // 2} frames"
+        )
+    if n != height * width:
+        raise ValueError(f"{n} tokens do not match a {height}x{width} feature map")
+    if flow.ndim != 5 or flow.shape[1:] != (frames, 2, height, width) or flow.shape[0] not in (1, batch):
+        raise ValueError(
+            f"flow at this level must be (1 or {batch}, {frames}, 2, {height}, {width}), got {tuple(flow.shape)}"
+        )
+
+    tokens = x.reshape(batch, frames, n, c)
+    seq = x.new_empty(batch, n, length, c)
+    seq[:, :, 0::2] = tokens.transpose(1, 2)
+    if frames > 1:
+        # (B, n, c) tokens seen as (B, c, H, W) without a copy; the kernel reads any strides.
+        ref = tokens[:, 0].detach().transpose(1, 2).unflatten(-1, (height, width))
+        flow_b = flow.shape[0]
+        flows = flow[:, 1:].reshape(flow_b * (frames - 1), 2, height, width)
+        items = torch.arange(batch * (frames - 1), device=x.device)
+        flow_index = items % (frames - 1) if flow_b == 1 else items
+        x_index = warp_source_index(batch, frames, official_compat, device=x.device)
+        # Odd slots of the sequence as (B, F-1, C, H, W): item k = b*(F-1) + j lands at [b, j].
+        warped_slots = seq[:, :, 1::2].permute(0, 2, 3, 1).unflatten(-1, (height, width))
+        warp_splat(ref, flows, x_index=x_index, flow_index=flow_index, mode="avg", out=warped_slots)
+    seq = seq.reshape(batch * n, length, c)
+    seq.add_(pe[0, :length].to(x.dtype))
+
+    q = F.linear(seq[:, 0::2], w_q)
+    k, v = F.linear(seq, torch.cat([w_k, w_v])).chunk(2, dim=-1)
+    core = attention_core_triton if ATTENTION_CORE == "triton" else multihead_attention
+    out = core(q, k, v, heads)
+    return out.reshape(batch, n, frames, c).transpose(1, 2).reshape(bf, n, c)
