@@ -402,7 +402,8 @@ def run_generation(name, master, configs, inputs, size, device, dtype, *, steps,
 
     def generate(n_steps):
         t0 = time.perf_counter()
-        pred = predict_flow(stage1, image, cond, uncond, num_frames=frames, steps=n_steps, guidance=7.0, seed=1)
+        pred = predict_flow(stage1, image, cond, uncond, num_frames=frames, steps=n_steps, guidance=7.0, seed=1,
+                           decode_batch=decode_batch)
         _sync(device)
         t1 = time.perf_counter()
         if offload:

@@ -111,6 +111,7 @@ def predict_flow(
     noise: Optional[torch.Tensor] = None,
     image_noise: Optional[torch.Tensor] = None,
     official_compat: bool = False,
+    decode_batch: int = 1,
     progress=None,
     cancel=None,
     keep_step_latents: bool = False,
@@ -127,6 +128,8 @@ def predict_flow(
         (only used when official_compat, which samples the posterior instead of taking its mean).
     official_compat: reproduce the official random draws (8-channel noise draw sliced to 4,
         posterior sample of the reference latent). Off: 4-channel draw, posterior mean.
+    decode_batch: flow frames decoded per VAE call (1 = frame by frame, as the official code; more is
+        faster on a GPU with memory to spare).
     progress(step, total, latent) and cancel() are called once per step.
     """
     check_frames(num_frames)
@@ -200,7 +203,7 @@ def predict_flow(
         eps_fn, noise.float(), schedule, timesteps, cancel=reporter.check_cancel, after_step=on_step
     )
 
-    flow01 = vae_decode_frames(flow_vae, (x[0].transpose(0, 1) / LATENT_SCALE).to(dtype)).float()  # (F-1,2,H,W)
+    flow01 = vae_decode_frames(flow_vae, (x[0].transpose(0, 1) / LATENT_SCALE).to(dtype), decode_batch).float()
     flow = flow01_to_pixels(flow01, static_mask.to(flow01.device)).cpu()
     return FlowPrediction(
         flow=flow,
