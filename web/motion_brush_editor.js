@@ -493,9 +493,12 @@ export class MotionBrushEditor {
   togglePlay() {
     this._playing = !this._playing;
     if (this._playing) {
-      this._playStart = performance.now();
+      this._playStart = null;
       const tick = (now) => {
         if (!this._playing || this._destroyed) return;
+        // A frame's timestamp can precede the click's performance.now(), which made the frame index
+        // negative and stopped the animation: count from the first frame's own timestamp instead.
+        if (this._playStart === null) this._playStart = now;
         this._playFrame = Math.floor(((now - this._playStart) * PLAY_FPS) / 1000) % PREVIEW_FRAMES;
         this._render();
         this._playRaf = requestAnimationFrame(tick);
