@@ -39,6 +39,28 @@ def warp_source_index(batch: int, num_frames: int, official_compat: bool, device
     return k // max(num_frames - 1, 1)
 
 
+def check_motion_attention_args(x, flow, num_frames: int, height: int, width: int, pe) -> tuple[int, int]:
+    """Validate the shapes of a motion-augmented attention call; returns (batch, 2F-1)."""
+    bf, n, _ = x.shape
+    frames = num_frames
+    if bf % frames:
+        raise ValueError(f"token batch {bf} is not a multiple of num_frames={frames}")
+    batch = bf // frames
+    length = 2 * frames - 1
+    if length > pe.shape[1]:
+        raise ValueError(
+            f"motion-augmented attention needs 2F-1 = {length} positions but the table has {pe.shape[1]}: "
+            f"use at most {(pe.shape[1] + 1) // 2} frames"
+        )
+    if n != height * width:
+        raise ValueError(f"{n} tokens do not match a {height}x{width} feature map")
+    if flow.ndim != 5 or flow.shape[1:] != (frames, 2, height, width) or flow.shape[0] not in (1, batch):
+        raise ValueError(
+            f"flow at this level must be (1 or {batch}, {frames}, 2, {height}, {width}), got {tuple(flow.shape)}"
+        )
+    return batch, length
+
+
 def motion_augmented_attention(
     x: torch.Tensor,
     flow: torch.Tensor,
@@ -64,23 +86,9 @@ def motion_augmented_attention(
     :param splat: ``forward_splat(x, flow, mode)``; default the registered op.
     :return: ``(B*F, H*W, C)``.
     """
-    bf, n, c = x.shape
+    batch, length = check_motion_attention_args(x, flow, num_frames, height, width, pe)
+    n, c = x.shape[1:]
     frames = num_frames
-    if bf % frames:
-        raise ValueError(f"token batch {bf} is not a multiple of num_frames={frames}")
-    batch = bf // frames
-    length = 2 * frames - 1
-    if length > pe.shape[1]:
-        raise ValueError(
-            f"motion-augmented attention needs 2F-1 = {length} positions but the table has {pe.shape[1]}: "
-            f"use at most {(pe.shape[1] + 1) // 2} frames"
-        )
-    if n != height * width:
-        raise ValueError(f"{n} tokens do not match a {height}x{width} feature map")
-    if flow.ndim != 5 or flow.shape[1:] != (frames, 2, height, width) or flow.shape[0] not in (1, batch):
-        raise ValueError(
-            f"flow at this level must be (1 or {batch}, {frames}, 2, {height}, {width}), got {tuple(flow.shape)}"
-        )
     if splat is None:
         from . import get_op
 
@@ -104,4 +112,4 @@ def motion_augmented_attention(
     k = F.linear(seq, w_k)
     v = F.linear(seq, w_v)
     out = multihead_attention(q, k, v, heads)
-    return out.reshape(batch, n, frames, c).transpose(1, 2).reshape(bf, n, c)
+    return out.reshape(batch, n, frames, c).transpose(1, 2).reshape(batch * frames, n, c)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from .motion_attention import multihead_attention, warp_source_index
+from .motion_attention import check_motion_attention_args, multihead_attention, warp_source_index
 from .triton_splat import warp_splat
 
 __all__ = ["motion_augmented_attention_triton", "attention_core_triton", "ATTENTION_CORE"]
@@ -119,23 +119,9 @@ def motion_augmented_attention_triton(
         raise ValueError(
             "the Triton motion attention splats with its own kernel; call the reference op to pass `splat`"
         )
-    bf, n, c = x.shape
+    batch, length = check_motion_attention_args(x, flow, num_frames, height, width, pe)
+    n, c = x.shape[1:]
     frames = num_frames
-    if bf % frames:
-        raise ValueError(f"token batch {bf} is not a multiple of num_frames={frames}")
-    batch = bf // frames
-    length = 2 * frames - 1
-    if length > pe.shape[1]:
-        raise ValueError(
-            f"motion-augmented attention needs 2F-1 = {length} positions but the table has {pe.shape[1]}: "
-            f"use at most {(pe.shape[1] + 1) // 2} frames"
-        )
-    if n != height * width:
-        raise ValueError(f"{n} tokens do not match a {height}x{width} feature map")
-    if flow.ndim != 5 or flow.shape[1:] != (frames, 2, height, width) or flow.shape[0] not in (1, batch):
-        raise ValueError(
-            f"flow at this level must be (1 or {batch}, {frames}, 2, {height}, {width}), got {tuple(flow.shape)}"
-        )
 
     tokens = x.reshape(batch, frames, n, c)
     seq = x.new_empty(batch, n, length, c)
@@ -158,4 +144,4 @@ def motion_augmented_attention_triton(
     k, v = F.linear(seq, torch.cat([w_k, w_v])).chunk(2, dim=-1)
     core = attention_core_triton if ATTENTION_CORE == "triton" else multihead_attention
     out = core(q, k, v, heads)
-    return out.reshape(batch, n, frames, c).transpose(1, 2).reshape(bf, n, c)
+    return out.reshape(batch, n, frames, c).transpose(1, 2).reshape(batch * frames, n, c)
