@@ -192,8 +192,11 @@ WORKFLOWS = {
 }
 
 
-def render_thumbnail(path: Path, comfy_dir: Path) -> None:
-    """Example image warped along the drags' rough flow (frame 12 of 16), tracks drawn on top."""
+def render_thumbnails(comfy_dir: Path) -> dict:
+    """One picture per workflow, drawn without any model from the example image and the drags:
+    drags + brush: the image warped along the drags' rough flow (frame 12 of 16), tracks on top;
+    text only: the reference image itself (its motion comes from the prompt);
+    motion preview: the colour-coded flow of frame 12 beside the warped frame."""
     import cv2
     import numpy as np
     import torch
@@ -201,7 +204,7 @@ def render_thumbnail(path: Path, comfy_dir: Path) -> None:
     sys.path.insert(0, str(comfy_dir))
     sys.path.insert(0, str(REPO.parent))  # the pack as a package, the way ComfyUI imports it
     from motion_i2v_core.flow_preview import drags_to_flow, warp_preview
-    from motion_i2v_core.flow_viz import draw_tracks
+    from motion_i2v_core.flow_viz import draw_tracks, flow_to_color
     from motion_i2v_core.motion_hints import parse_widget_json
 
     rgb = cv2.cvtColor(cv2.imread(str(comfy_dir / "input" / EXAMPLE_IMAGE)), cv2.COLOR_BGR2RGB)
@@ -209,10 +212,18 @@ def render_thumbnail(path: Path, comfy_dir: Path) -> None:
     image = torch.from_numpy(cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)).float() / 255
     hints = parse_widget_json(HINTS_JSON).resized(size, size)
     flow, _ = drags_to_flow(hints, size, size, 16)
-    frame = warp_preview(image.permute(2, 0, 1), flow)[12]
-    frame = draw_tracks(frame, hints.tracks)
-    out = (frame.clamp(0, 1).numpy() * 255).round().astype(np.uint8)
-    cv2.imwrite(str(path), cv2.cvtColor(out, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    warped = warp_preview(image.permute(2, 0, 1), flow)[12]
+    colour = flow_to_color(flow[12:13])[0]
+    half = lambda t: torch.from_numpy(cv2.resize(t.numpy(), (size // 2, size // 2), interpolation=cv2.INTER_AREA))
+    side_by_side = torch.zeros(size, size, 3)
+    side_by_side[size // 4: size // 4 + size // 2, : size // 2] = half(colour)
+    side_by_side[size // 4: size // 4 + size // 2, size // 2:] = half(warped)
+    pictures = {
+        "motion_i2v_drag_and_brush": draw_tracks(warped, hints.tracks),
+        "motion_i2v_text_only": image,
+        "motion_i2v_motion_preview_no_weights": side_by_side,
+    }
+    return {name: (t.clamp(0, 1).numpy() * 255).round().astype(np.uint8) for name, t in pictures.items()}
 
 
 def main(argv=None) -> int:
@@ -236,11 +247,10 @@ def main(argv=None) -> int:
         return 0
     from tests.harness.comfy_server import default_comfyui_dir  # noqa: E402  (same ComfyUI as the scripts)
 
-    thumb = OUT / "thumbnail.jpg"
-    render_thumbnail(thumb, default_comfyui_dir())
-    for name in WORKFLOWS:
-        (OUT / f"{name}.jpg").write_bytes(thumb.read_bytes())
-    thumb.unlink()
+    import cv2
+
+    for name, picture in render_thumbnails(default_comfyui_dir()).items():
+        cv2.imwrite(str(OUT / f"{name}.jpg"), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
     print("wrote", ", ".join(WORKFLOWS), "to", OUT)
     return 0
 
