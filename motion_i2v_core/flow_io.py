@@ -12,6 +12,7 @@ File layout (format "motion-i2v-flow", version 1):
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from typing import Any, Optional
@@ -70,7 +71,9 @@ def save_flow(
     }
     stride = meta_in.pop("stride", None)
     if stride is not None:
-        stride = [int(s) for s in (stride.tolist() if isinstance(stride, torch.Tensor) else stride)]
+        # Strides are floats in general (motion speed scales 8, 16, ...); whole numbers stay ints.
+        stride = [int(v) if float(v).is_integer() else float(v)
+                  for v in (stride.tolist() if isinstance(stride, torch.Tensor) else stride)]
         header["stride"] = json.dumps(stride)
     if meta_in:
         try:
@@ -89,6 +92,10 @@ def save_flow(
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=header)
+        # mkstemp creates the file owner-only; give it the permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -158,10 +165,12 @@ def load_flow(path: str | os.PathLike) -> tuple[torch.Tensor, Optional[torch.Ten
     if "stride" in header:
         try:
             stride = json.loads(header["stride"])
-            if not isinstance(stride, list) or not all(isinstance(s, int) for s in stride):
+            if not isinstance(stride, list) or not all(
+                isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) for s in stride
+            ):
                 raise ValueError
         except ValueError:
-            raise _bad(path, f"metadata 'stride' must be a JSON list of integers, got {header['stride']!r}") from None
+            raise _bad(path, f"metadata 'stride' must be a JSON list of numbers, got {header['stride']!r}") from None
         meta["stride"] = stride
     if "extra" in header:
         try:

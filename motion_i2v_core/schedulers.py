@@ -48,17 +48,31 @@ class DDIMSchedule:
     def timesteps(self, steps: int) -> list[int]:
         """``(arange(steps) * (num_train // steps)).round()[::-1] + steps_offset`` (25 -> 961..1)."""
         steps = int(steps)
-        if not 1 <= steps <= self.num_train:
-            raise ValueError(f"steps must be between 1 and {self.num_train}, got {steps}")
+        # With steps_offset the largest timestep must still index the training table.
+        max_steps = self.num_train - self.steps_offset
+        if not 1 <= steps <= max_steps:
+            raise ValueError(f"steps must be between 1 and {max_steps}, got {steps}")
         ratio = self.num_train // steps
         return [i * ratio + self.steps_offset for i in reversed(range(steps))]
 
-    def alpha(self, t: int) -> torch.Tensor:
-        """float32 ``alphas_cumprod[t]``; the final alpha (1.0) for ``t < 0``."""
+    def alpha(self, t: int, device=None) -> torch.Tensor:
+        """float32 ``alphas_cumprod[t]``; the final alpha (1.0) for ``t < 0``.
+
+        With ``device``, the value comes from a copy of the table kept on that device, so the
+        sampling loop does no host-to-device copy per step.
+        """
         t = int(t)
-        if t < 0:
-            return self.final_alpha_cumprod
-        return self.alphas_cumprod[t]
+        alphas, final = self._tables(device)
+        return final if t < 0 else alphas[t]
+
+    def _tables(self, device):
+        if device is None or torch.device(device) == self.alphas_cumprod.device:
+            return self.alphas_cumprod, self.final_alpha_cumprod
+        key = str(torch.device(device))
+        cache = self.__dict__.setdefault("_device_tables", {})
+        if key not in cache:
+            cache[key] = (self.alphas_cumprod.to(device), self.final_alpha_cumprod.to(device))
+        return cache[key]
 
     def prev_timestep(self, timesteps: Sequence[int], i: int) -> int:
         """Target timestep of step ``i``: the next listed one, or -1 (alpha 1.0) after the last."""
@@ -66,18 +80,18 @@ class DDIMSchedule:
 
     def ddim_step(self, x: torch.Tensor, eps: torch.Tensor, t: int, t_prev: int) -> torch.Tensor:
         """Deterministic DDIM update (eta = 0) from ``t`` to ``t_prev``."""
-        a_t = self.alpha(t).to(x.device)
-        a_prev = self.alpha(t_prev).to(x.device)
+        a_t = self.alpha(t, x.device)
+        a_prev = self.alpha(t_prev, x.device)
         x0 = (x - (1 - a_t) ** 0.5 * eps) / a_t**0.5
         return a_prev**0.5 * x0 + (1 - a_prev) ** 0.5 * eps
 
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: int) -> torch.Tensor:
         """Forward diffusion ``sqrt(a_t) x0 + sqrt(1 - a_t) noise``."""
-        a_t = self.alpha(t).to(x0.device)
+        a_t = self.alpha(t, x0.device)
         return a_t**0.5 * x0 + (1 - a_t) ** 0.5 * noise
 
     def predict_x0(self, x: torch.Tensor, eps: torch.Tensor, t: int) -> torch.Tensor:
-        a_t = self.alpha(t).to(x.device)
+        a_t = self.alpha(t, x.device)
         return (x - (1 - a_t) ** 0.5 * eps) / a_t**0.5
 
 

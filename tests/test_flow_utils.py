@@ -292,3 +292,13 @@ def test_drags_to_flow_no_hints_and_bad_arguments():
         drags_to_flow(None, 60, 64, num_frames=3)
     with pytest.raises(ValueError, match="at least 2"):
         drags_to_flow(None, 64, 64, num_frames=1)
+
+
+def test_flow_io_keeps_fractional_strides_and_normal_permissions(tmp_path):
+    path = tmp_path / "fast.safetensors"
+    # motion speed 1.3 gives fractional strides; whole ones stay ints
+    save_flow(path, torch.zeros(3, 2, 4, 4), metadata={"stride": [10.4, 20.8, 16.0]})
+    assert load_flow(path)[2]["stride"] == [10.4, 20.8, 16]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask  # not the owner-only mode of a temp file

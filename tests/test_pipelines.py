@@ -172,3 +172,11 @@ def test_stage2_official_compat_differs_exactly_where_spec_says(stage2, inputs):
     one_default = _render(stage2, inputs, flow, guidance=1.0)
     one_compat = _render(stage2, inputs, flow, guidance=1.0, official_compat=True, image_noise=zero)
     torch.testing.assert_close(one_compat.frames, one_default.frames, rtol=0, atol=1e-5)
+
+
+def test_text_embeddings_may_come_without_the_batch_dim(stage1, inputs):
+    noise = torch.randn(1, 4, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    batched = _flow(stage1, inputs, num_frames=4, steps=1, noise=noise)
+    flat = predict_flow(stage1, inputs["image01"], inputs["text_cond"][0], inputs["text_uncond"][0],
+                        num_frames=4, steps=1, guidance=7.0, noise=noise)
+    assert torch.equal(flat.flow, batched.flow)

@@ -207,3 +207,17 @@ def test_registry_and_argument_checks():
     a = sample_ddim(lambda x, t, i: 0.1 * x, torch.ones(3), s, s.timesteps(3))
     b = sample_ddim(lambda x, t, i: 0.1 * x, torch.ones(3), s.timesteps(3), s)
     assert torch.equal(a, b)
+
+
+def test_steps_are_limited_by_the_training_table():
+    sched = DDIMSchedule()
+    assert sched.timesteps(999)[0] == 999  # the largest timestep still indexes the 1000-entry table
+    with pytest.raises(ValueError, match="between 1 and 999"):
+        sched.timesteps(1000)
+
+
+def test_alpha_from_a_device_copy_equals_the_table():
+    sched = DDIMSchedule()
+    assert torch.equal(sched.alpha(961, "cpu"), sched.alphas_cumprod[961])
+    assert torch.equal(sched.alpha(-1, "cpu"), torch.tensor(1.0))
+    assert sched.alpha(961, "meta").device.type == "meta"  # served from a per-device copy

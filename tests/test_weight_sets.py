@@ -91,7 +91,7 @@ def test_fingerprint_notices_replaced_files(tmp_path):
     _touch(tmp_path, *(f"conv/{c}.safetensors" for c in STAGE2_COMPONENTS))
     ws = find_weight_sets([tmp_path])["conv"]
     before = ws.fingerprint()
-    assert len(before) == 2 and before == ws.fingerprint()
+    assert sum(size is not None for _, size, _ in before) == 2 and before == ws.fingerprint()
     (tmp_path / "conv/vae.safetensors").write_bytes(b"1234")
     assert ws.fingerprint() != before
 
@@ -244,3 +244,14 @@ def test_converted_files_in_the_wrong_slot(converted, tmp_path):
     os.symlink(converted / "conv" / "image_vae.safetensors", tmp_path / "image_vae.safetensors")
     with pytest.raises(CheckpointError, match="holds the render_unet, expected flow_unet"):
         load_converted_stage1(tmp_path)
+
+
+def test_fingerprint_survives_dangling_links_and_ignores_sibling_sets(tmp_path):
+    _touch(tmp_path, "stage1/StableDiffusion-FlowGen/unet/diffusion_pytorch_model.bin",
+           "Other/flow_unet.safetensors")  # another set below the "." set
+    os.symlink(tmp_path / "nowhere.bin", tmp_path / "stage1/StableDiffusion-FlowGen/unet/broken.bin")
+    root = find_weight_sets([tmp_path])["."]
+    before = root.fingerprint()
+    assert any(size is None for _, size, _ in before), "the dangling link is listed as missing"
+    (tmp_path / "Other/flow_unet.safetensors").write_bytes(b"changed")
+    assert root.fingerprint() == before, "files of sibling sets are not part of this set"

@@ -34,13 +34,27 @@ class WeightSet:
     has_stage2: bool
 
     def fingerprint(self) -> tuple:
-        """(path, size, mtime) of every file below the set, so that replaced files can be noticed."""
+        """(path, size, mtime) of the files this set loads from, so that replaced files are noticed.
+
+        Only the set's own files count (not sibling sets below a "." set); an entry that cannot be
+        read, such as a dangling symlink, counts as missing instead of failing.
+        """
+        if self.layout == "converted":
+            paths = [str(self.root / f"{c}.safetensors") for c in STAGE1_COMPONENTS + STAGE2_COMPONENTS]
+        else:
+            paths = []
+            for sub in ("stage1", "stage2"):
+                for dirpath, dirnames, filenames in os.walk(self.root / sub, followlinks=True):
+                    dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+                    paths += [os.path.join(dirpath, f) for f in filenames]
         items = []
-        for dirpath, _, filenames in os.walk(self.root, followlinks=True):
-            for f in sorted(filenames):
-                st = os.stat(os.path.join(dirpath, f))
-                items.append((os.path.join(dirpath, f), st.st_size, st.st_mtime_ns))
-        return tuple(sorted(items))
+        for path in sorted(paths):
+            try:
+                st = os.stat(path)
+                items.append((path, st.st_size, st.st_mtime_ns))
+            except OSError:
+                items.append((path, None, None))
+        return tuple(items)
 
 
 def _set_name(rel_dir: str) -> str:

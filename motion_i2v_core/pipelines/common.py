@@ -44,12 +44,13 @@ def check_guidance(guidance: float) -> bool:
 
 
 def check_text(cond: torch.Tensor, uncond: Optional[torch.Tensor], cross_dim: int, what: str):
-    """Text embeddings must be (1, L, D) with D the UNet's cross-attention width."""
+    """Text embeddings must be (1, L, D) (or (L, D)) with D the UNet's cross-attention width."""
+    cond = cond[None] if cond.ndim == 2 else cond
+    if uncond is not None and uncond.ndim == 2:
+        uncond = uncond[None]
     for name, t in (("positive", cond), ("negative", uncond)):
         if t is None:
             continue
-        if t.ndim == 2:
-            t = t[None]
         if t.ndim != 3 or t.shape[0] != 1:
             raise ValueError(f"{what}: {name} text embedding has shape {tuple(t.shape)}, expected (1, tokens, {cross_dim})")
         if t.shape[-1] != cross_dim:

@@ -170,7 +170,7 @@ def predict_flow(
             noise = rng.randn((1, 8, flow_frames, h, w), device)[:, :4]
         else:
             noise = rng.randn((1, 4, flow_frames, h, w), device)
-    check_noise(noise, (1, 4, flow_frames, h, w), "initial flow noise")
+    noise = check_noise(noise, (1, 4, flow_frames, h, w), "initial flow noise").to(device, torch.float32)
     if official_compat and image_noise is None:
         image_noise = rng.randn((1, 4, h, w), device)
     ref_latent = encode_reference(image_vae, image01.to(device, dtype), image_noise if official_compat else None)
@@ -200,7 +200,7 @@ def predict_flow(
         return x
 
     x = get_sampler(sampler)(
-        eps_fn, noise.float(), schedule, timesteps, cancel=reporter.check_cancel, after_step=on_step
+        eps_fn, noise, schedule, timesteps, cancel=reporter.check_cancel, after_step=on_step
     )
 
     flow01 = vae_decode_frames(flow_vae, (x[0].transpose(0, 1) / LATENT_SCALE).to(dtype), decode_batch).float()
