@@ -9,6 +9,7 @@ management moves the modules to the GPU when a node needs them and offloads them
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -132,6 +133,7 @@ def resolve_dtype(precision: str) -> torch.dtype:
 
 
 # Loads are cached: re-running a workflow (or changing only the seed) must not rebuild 2 GB of modules.
+# Only the latest set is kept, so switching sets does not pile up models in memory.
 _CACHE: dict[str, tuple[tuple, MotionI2VModel]] = {}
 
 
@@ -179,7 +181,8 @@ def load_motion_i2v(weights: str, precision: str, appearance_model=None, appeara
     cached = _CACHE.get(weights)
     if cached is not None and cached[0] == key:
         return cached[1]
-    _CACHE.pop(weights, None)  # drop the old modules before building new ones
+    # One set at a time: switching sets frees the old modules (and their patchers) before building.
+    _CACHE.clear()
 
     handle = MotionI2VModel(name=weights, dtype=dtype, source=f"{ws.layout} weights at {ws.root}")
     if ws.has_stage1:
@@ -245,6 +248,22 @@ class LoadMotionI2V(io.ComfyNode):
             folders = ", ".join(folder_paths.get_folder_paths(FOLDER))
             return f"No Motion-I2V weights named '{weights}' in {folders}.\n{WEIGHTS_HELP}"
         return True
+
+    @classmethod
+    def fingerprint_inputs(cls, weights, precision="auto", appearance_model=None,
+                           appearance_checkpoint=NO_CHECKPOINT) -> str:
+        # Re-run when a weight file (or the appearance checkpoint) is replaced under the same name;
+        # ComfyUI otherwise reuses the cached output for unchanged inputs.
+        ws = weight_sets().get(weights)
+        parts = [repr(ws.fingerprint()) if ws is not None else "missing"]
+        if appearance_checkpoint and appearance_checkpoint != NO_CHECKPOINT:
+            path = folder_paths.get_full_path("checkpoints", appearance_checkpoint)
+            try:
+                st = os.stat(path) if path else None
+                parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}" if st else "missing")
+            except OSError:
+                parts.append("missing")
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
     @classmethod
     def execute(cls, weights, precision="auto", appearance_model=None, appearance_checkpoint=NO_CHECKPOINT) -> io.NodeOutput:

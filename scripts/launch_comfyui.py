@@ -7,7 +7,7 @@ PyPI only has CUDA builds of torchvision. Next to a CPU torch its compiled ops f
 ("operator torchvision::nms does not exist"). ComfyUI imports torchvision at start-up, although
 nothing we use needs its compiled ops. So, just before torchvision is first imported, we declare the
 schemas of the ops it registers fake kernels for; torchvision then imports and only those ops stay
-unusable. On a matching (CUDA) install the ops already exist and nothing is declared.
+unusable. On a matching install torchvision's own library loads first and nothing is declared.
 
 `install_torchvision_shim()` is importable so in-process tests can do the same.
 """
@@ -34,12 +34,33 @@ class _DeclareTorchvisionOps(importlib.abc.MetaPathFinder):
         sys.meta_path.remove(self)
         import torch
 
-        if not hasattr(torch.ops.torchvision, "nms"):
+        # A torchvision built for this torch registers its ops when its library loads; declaring
+        # them first would then abort the process (duplicate registration). So try that library
+        # first and declare the schemas only when it cannot load.
+        if not hasattr(torch.ops.torchvision, "nms") and not _load_torchvision_ops(torch):
             self.library = torch.library.Library("torchvision", "DEF")
             for schema in _TORCHVISION_OP_SCHEMAS:
                 self.library.define(schema)
             _DeclareTorchvisionOps.keep_alive = self.library
         return None
+
+
+def _load_torchvision_ops(torch) -> bool:
+    """Load torchvision's compiled ops the way torchvision itself does; False if they cannot load."""
+    import glob
+    import importlib.util
+
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    for location in spec.submodule_search_locations:
+        for lib in glob.glob(os.path.join(location, "_C*.so")) + glob.glob(os.path.join(location, "_C*.pyd")):
+            try:
+                torch.ops.load_library(lib)
+                return hasattr(torch.ops.torchvision, "nms")
+            except (OSError, RuntimeError):
+                return False
+    return False
 
 
 def install_torchvision_shim():
