@@ -445,7 +445,10 @@ export class MotionBrushEditor {
         this._drawStrokeOnMask(drag.stroke, pts.length - 2);
       }
     } else if (drag?.kind === "point") {
-      this.hints.tracks[drag.track][drag.point] = this._clampToImage(p);
+      const track = this.hints.tracks[drag.track];
+      // The point can vanish mid-drag (Delete key, or the graph's undo replacing the value): stop dragging.
+      if (track && drag.point < track.length) track[drag.point] = this._clampToImage(p);
+      else this._drag = null;
     } else if (this.tool === "track") {
       this._hoverHit = this._hitPoint(p);
     }
