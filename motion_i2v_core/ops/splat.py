@@ -20,12 +20,13 @@ float64) and the result is cast back to the input dtype. It is deterministic on 
 are added with ``index_add_`` corner by corner in the order NW, NE, SW, SE, sources in raster order
 (the official kernel uses atomicAdd, so it differs from this by about 1 ulp).
 
-``forward_splat`` is the exact reference. A GPU kernel (Triton/CUDA) may later replace it behind the
-same signature, so keep that signature stable. ``splat_corners`` / ``splat_sum`` /
-``splat_sum_broadcast`` / ``splat_normaliser`` / ``forward_splat_avg_shared`` /
-``forward_splat_avg_broadcast`` expose the pieces for callers that warp several feature batches with
-one flow (the stage-2 UNet): the corners and the avg normaliser are computed once per flow and shared
-by all channels and CFG branches, with results bitwise identical to ``forward_splat``.
+``forward_splat`` is the exact reference, and the one the op registry serves on CPU; the Triton kernel
+(ops/triton_splat.py) replaces it on CUDA behind the same signature, so keep that signature stable.
+``splat_corners`` / ``splat_sum`` / ``splat_sum_broadcast`` / ``splat_normaliser`` /
+``forward_splat_avg_shared`` / ``forward_splat_avg_broadcast`` expose the pieces for warping several
+feature batches with one flow, the corners and the avg normaliser computed once and shared, with
+results bitwise identical to ``forward_splat``. The stage-2 UNet's CPU path does not use them (on a
+2-core CPU the per-item splat measured as fast); the Triton kernel shares the normaliser itself.
 On CUDA, ``index_add_`` uses atomics, so these torch paths are deterministic only on CPU.
 """
 
