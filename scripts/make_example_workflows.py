@@ -128,13 +128,19 @@ def _predict_and_render(wf, loader, image, pos, neg, control=None):
     return predict, render
 
 
-def drag_brush_workflow():
+def _model_inputs():
+    """A workflow with the loader (appearance from the checkpoint's MODEL), the prompts and the image."""
     wf = Workflow()
     loader = _loader(wf)
     ckpt = _checkpoint(wf)
     wf.connect(ckpt, 0, loader, "appearance_model")
     pos, neg = _text(wf, ckpt)
     image = _image(wf, (20, 560))
+    return wf, loader, pos, neg, image
+
+
+def drag_brush_workflow():
+    wf, loader, pos, neg, image = _model_inputs()
     brush = wf.node("MotionI2VDrawMotionBrush", (380, 560), (420, 520), [HINTS_JSON],
                     inputs=[("image", "IMAGE"), ("mask", "MASK")],
                     outputs=[("movable_mask", "MASK"), ("motion", "MI2V_MOTION")])
@@ -152,12 +158,7 @@ def drag_brush_workflow():
 
 
 def text_only_workflow():
-    wf = Workflow()
-    loader = _loader(wf)
-    ckpt = _checkpoint(wf)
-    wf.connect(ckpt, 0, loader, "appearance_model")
-    pos, neg = _text(wf, ckpt)
-    image = _image(wf, (20, 560))
+    wf, loader, pos, neg, image = _model_inputs()
     _predict_and_render(wf, loader, image, pos, neg)
     return wf.to_json("Text only: the motion comes from the prompt alone; no drags, no brush.")
 
