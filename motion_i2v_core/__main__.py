@@ -7,7 +7,7 @@ import sys
 
 
 def _parity(args) -> int:
-    from .parity import run
+    from motion_i2v_core.parity import run
 
     if args.threads:
         import torch
@@ -22,7 +22,7 @@ def _parity(args) -> int:
 
 
 def _convert(args) -> int:
-    from .loading.convert import convert_official_tree
+    from motion_i2v_core.loading.convert import convert_official_tree
 
     import torch
 
@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("parity", help="compare our core with a reference bundle made by the official code")
-    p.add_argument("bundle", help="bundle folder (format of shared/reference/parity/)")
+    p.add_argument("bundle", help="bundle folder (format of tests/data/parity/)")
     p.add_argument("--level", choices=["module", "pipeline", "all"], default="all")
     p.add_argument("--only", help="only quantities whose name contains this text")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")

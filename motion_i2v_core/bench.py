@@ -42,16 +42,16 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .config import UNetConfig, VAEConfig
-from .loading.official import Stage1Models, Stage2Models
-from .motion_module import FlowWarpContext
-from .ops import backends, get_op, set_op
-from .ops.motion_attention import motion_augmented_attention as reference_motion_attention
-from .ops.motion_attention import warp_source_index
-from .ops.splat import forward_splat
-from .pipelines import predict_flow, render_video
-from .unet3d import FlowUNet, RenderUNet
-from .vae import AutoencoderKL
+from motion_i2v_core.models.config import UNetConfig, VAEConfig
+from motion_i2v_core.loading.official import Stage1Models, Stage2Models
+from motion_i2v_core.models.motion_module import FlowWarpContext
+from motion_i2v_core.ops import backends, get_op, set_op
+from motion_i2v_core.ops.motion_attention import motion_augmented_attention as reference_motion_attention
+from motion_i2v_core.ops.motion_attention import warp_source_index
+from motion_i2v_core.ops.splat import forward_splat
+from motion_i2v_core.pipelines import predict_flow, render_video
+from motion_i2v_core.models.unet3d import FlowUNet, RenderUNet
+from motion_i2v_core.models.vae import AutoencoderKL
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -275,7 +275,7 @@ def bench_ops(size: BenchSize, device: torch.device, dtype: torch.dtype, repeats
     if separate_ours:
         fns["ours"] = lambda: get_op("forward_splat")(x_ours, flow_dev, "avg")
     if kernels:
-        from .ops.triton_splat import warp_splat
+        from motion_i2v_core.ops.triton_splat import warp_splat
 
         ref_dev = ref_feats.to(device, dtype)
         fl, xi, fi = flows.to(device), src.to(device), (torch.arange(items, device=device) % (frames - 1))
@@ -308,7 +308,7 @@ def bench_ops(size: BenchSize, device: torch.device, dtype: torch.dtype, repeats
         fns["ours"] = run(get_op("motion_augmented_attention"), dtype)
     if kernels:
         # The SDPA-vs-fused decision: the same path with the Triton attention step instead of SDPA.
-        from .ops import triton_attention
+        from motion_i2v_core.ops import triton_attention
 
         def with_triton_core(call):
             def fn():

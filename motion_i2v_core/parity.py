@@ -1,6 +1,6 @@
 """Parity runner: replay a reference bundle made by the official code and compare our numbers.
 
-A bundle (format of shared/reference/parity/, see its README) holds tiny random-weight models in
+A bundle (format of tests/data/parity/, see tests/data/README.md) holds tiny random-weight models in
 the official file layout, the recorded inputs and random draws, and the official outputs. Every
 setting (sizes, steps, guidance, tracks, strides, model configs) is read from the bundle itself.
 
@@ -143,7 +143,7 @@ class Bundle:
 
     @cached_property
     def stage1(self):
-        from .loading import load_stage1
+        from motion_i2v_core.loading import load_stage1
 
         return load_stage1(
             self.root / "models" / "stage1" / "StableDiffusion-FlowGen",
@@ -154,7 +154,7 @@ class Bundle:
 
     @cached_property
     def stage2(self):
-        from .loading import load_stage2
+        from motion_i2v_core.loading import load_stage2
 
         return load_stage2(
             self.root / "models" / "stage2",
@@ -218,7 +218,7 @@ def stage2_unet_forward(b: Bundle) -> Iterator[Result]:
 
 @module_check
 def vae_posteriors(b: Bundle) -> Iterator[Result]:
-    from .pipelines.common import vae_encode_frames
+    from motion_i2v_core.pipelines.common import vae_encode_frames
 
     s1, s2 = b.stage1, b.stage2
     with torch.no_grad():
@@ -236,7 +236,7 @@ def vae_posteriors(b: Bundle) -> Iterator[Result]:
 
 @module_check
 def vae_decodes(b: Bundle) -> Iterator[Result]:
-    from .pipelines.common import LATENT_SCALE, vae_decode_frames
+    from motion_i2v_core.pipelines.common import LATENT_SCALE, vae_decode_frames
 
     with torch.no_grad():
         lat = b.s1_out["final_latents"][0].transpose(0, 1) / LATENT_SCALE
@@ -252,7 +252,7 @@ def vae_decodes(b: Bundle) -> Iterator[Result]:
 
 @pipeline_check
 def scheduler_tables(b: Bundle) -> Iterator[Result]:
-    from .schedulers import DDIMSchedule
+    from motion_i2v_core.schedulers import DDIMSchedule
 
     sched = DDIMSchedule(**_scheduler_kwargs(b))
     ts = torch.as_tensor(sched.timesteps(b.steps)).long()
@@ -266,7 +266,7 @@ def scheduler_tables(b: Bundle) -> Iterator[Result]:
 
 @pipeline_check
 def splat_unit_example(b: Bundle) -> Iterator[Result]:
-    from .ops.splat import forward_splat
+    from motion_i2v_core.ops.splat import forward_splat
 
     u = b.units
     if "softsplat_example_in" not in u:
@@ -278,7 +278,7 @@ def splat_unit_example(b: Bundle) -> Iterator[Result]:
 
 def _hints(b: Bundle):
     """The bundle's drag input as MotionHints at the generation size (app scale factor 1)."""
-    from .motion_hints import MotionHints
+    from motion_i2v_core.motion.hints import MotionHints
 
     import numpy as np
 
@@ -299,7 +299,7 @@ def _flow_unit(b: Bundle) -> int:
 
 @pipeline_check
 def stage1_preprocessing(b: Bundle) -> Iterator[Result]:
-    from .control import encode_control, sparse_flow_from_hints
+    from motion_i2v_core.motion.control import encode_control, sparse_flow_from_hints
 
     i = b.s1_in
     frames = i["stride"].shape[-1]
@@ -318,8 +318,8 @@ def stage1_preprocessing(b: Bundle) -> Iterator[Result]:
 
 @pipeline_check
 def stage1_sampling(b: Bundle) -> Iterator[Result]:
-    from .pipelines.common import LATENT_SCALE, vae_decode_frames
-    from .pipelines.stage1 import encode_reference, predict_flow
+    from motion_i2v_core.pipelines.common import LATENT_SCALE, vae_decode_frames
+    from motion_i2v_core.pipelines.stage1 import encode_reference, predict_flow
 
     i, o = b.s1_in, b.s1_out
     with torch.no_grad():
@@ -351,7 +351,7 @@ def stage1_sampling(b: Bundle) -> Iterator[Result]:
 
 @pipeline_check
 def stage2_sampling(b: Bundle) -> Iterator[Result]:
-    from .pipelines.stage2 import latent_static_mask, render_video
+    from motion_i2v_core.pipelines.stage2 import latent_static_mask, render_video
 
     i, o = b.s2_in, b.s2_out
     image01 = b.s1_in["image01"]

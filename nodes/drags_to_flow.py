@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from motion_i2v_core.flow_preview import drags_to_flow
+from motion_i2v_core.motion.flow_preview import drags_to_flow
 
 from .sizes import check_size, frames_input, size_inputs
 from .types import CATEGORY, FlowField, FlowType, MotionType

@@ -1,7 +1,7 @@
 """Draw Motion Brush: the artist's motion hints (brush + drag tracks) as a MASK and MI2V_MOTION.
 
 The hints come from the node's editor widget (web/draw_motion_brush.js), whose value is the
-format-v1 JSON string parsed by motion_i2v_core.motion_hints.parse_widget_json. API clients send
+format-v1 JSON string parsed by motion_i2v_core.motion.hints.parse_widget_json. API clients send
 the same string. An optional MASK input is the starting movable region: the widget's paint strokes
 add to it and its erase strokes remove from it, in drawing order. Optional KJNodes `coord_str`
 tracks are appended after the drawn tracks.
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from comfy_api.latest import io
 
-from motion_i2v_core.motion_hints import MotionHints, parse_coord_str, parse_widget_json, rasterize_brush
+from motion_i2v_core.motion.hints import MotionHints, parse_coord_str, parse_widget_json, rasterize_brush
 
 from .types import CATEGORY, MotionType, mask_to_core
 

@@ -7,8 +7,8 @@ import logging
 import torch
 from comfy_api.latest import io
 
-from motion_i2v_core import control as control_ops
-from motion_i2v_core.motion_hints import MotionHints
+from motion_i2v_core.motion import control as control_ops
+from motion_i2v_core.motion.hints import MotionHints
 
 from .types import CATEGORY, ControlType, ModelType, MotionControl, MotionType
 from .sizes import check_size, frames_input, size_inputs

@@ -6,8 +6,8 @@ import logging
 
 from comfy_api.latest import io
 
-from motion_i2v_core.flow_viz import flow_to_color
-from motion_i2v_core.image_prep import fit_image
+from motion_i2v_core.motion.flow_viz import flow_to_color
+from motion_i2v_core.motion.image_prep import fit_image
 from motion_i2v_core.pipelines.stage1 import predict_flow
 from motion_i2v_core.schedulers import sampler_names
 

@@ -28,8 +28,8 @@ class PreviewMotion(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, flow: FlowField) -> io.NodeOutput:
-        from motion_i2v_core import flow_preview
-        from motion_i2v_core.image_prep import fit_image
+        from motion_i2v_core.motion import flow_preview
+        from motion_i2v_core.motion.image_prep import fit_image
 
         reference = image_to_core(image)
         if tuple(reference.shape[1:]) != (flow.height, flow.width):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from motion_i2v_core.image_prep import fit_image
+from motion_i2v_core.motion.image_prep import fit_image
 from motion_i2v_core.pipelines.stage2 import render_video
 
 from .predict_flow import compat_input, sampling_inputs

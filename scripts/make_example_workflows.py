@@ -204,9 +204,9 @@ def render_thumbnails(comfy_dir: Path) -> dict:
 
     sys.path.insert(0, str(comfy_dir))
     sys.path.insert(0, str(REPO.parent))  # the pack as a package, the way ComfyUI imports it
-    from motion_i2v_core.flow_preview import drags_to_flow, warp_preview
-    from motion_i2v_core.flow_viz import draw_tracks, flow_to_color
-    from motion_i2v_core.motion_hints import parse_widget_json
+    from motion_i2v_core.motion.flow_preview import drags_to_flow, warp_preview
+    from motion_i2v_core.motion.flow_viz import draw_tracks, flow_to_color
+    from motion_i2v_core.motion.hints import parse_widget_json
 
     rgb = cv2.cvtColor(cv2.imread(str(comfy_dir / "input" / EXAMPLE_IMAGE)), cv2.COLOR_BGR2RGB)
     size = 256

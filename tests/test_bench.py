@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from motion_i2v_core import bench
-from motion_i2v_core.motion_module import FlowWarpContext
+from motion_i2v_core.models.motion_module import FlowWarpContext
 from motion_i2v_core.ops import backends, get_op
 from motion_i2v_core.ops.motion_attention import motion_augmented_attention, multihead_attention
 from motion_i2v_core.ops.splat import forward_splat

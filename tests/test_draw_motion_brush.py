@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from harness.comfy_server import REPO_DIR, PromptRejected, default_comfyui_dir
-from motion_i2v_core.motion_hints import MotionHints, rasterize_brush
+from motion_i2v_core.motion.hints import MotionHints, rasterize_brush
 
 PACKAGE_ALIAS = "mi2v_pack_under_test"
 

@@ -1,5 +1,5 @@
 """The editor's JSON writer/reader (web/motion_hints_format.js) and play-preview track sampling
-(web/track_sampling.js) agree with the Python side (motion_i2v_core.motion_hints / trajectories).
+(web/track_sampling.js) agree with the Python side (motion_i2v_core.motion.hints / trajectories).
 
 Runs the JS modules under node (no browser); skipped when node is not installed.
 """
@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from motion_i2v_core.motion_hints import MotionHints, parse_widget_json
-from motion_i2v_core.trajectories import resample_track
+from motion_i2v_core.motion.hints import MotionHints, parse_widget_json
+from motion_i2v_core.motion.trajectories import resample_track
 
 SCRIPT = Path(__file__).parent / "browser" / "format_check.mjs"
 

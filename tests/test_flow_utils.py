@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from motion_i2v_core.flow_io import load_flow, save_flow
-from motion_i2v_core.flow_preview import drags_to_flow, fill_holes_push_pull, warp_preview
-from motion_i2v_core.motion_hints import MotionHints
-from motion_i2v_core.flow_viz import color_wheel, draw_flow_arrows, draw_tracks, flow_to_color
+from motion_i2v_core.motion.flow_io import load_flow, save_flow
+from motion_i2v_core.motion.flow_preview import drags_to_flow, fill_holes_push_pull, warp_preview
+from motion_i2v_core.motion.hints import MotionHints
+from motion_i2v_core.motion.flow_viz import color_wheel, draw_flow_arrows, draw_tracks, flow_to_color
 
 
 def hue_degrees(rgb) -> float:

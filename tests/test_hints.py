@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from motion_i2v_core.motion_hints import MotionHints, parse_coord_str, parse_widget_json, rasterize_brush
+from motion_i2v_core.motion.hints import MotionHints, parse_coord_str, parse_widget_json, rasterize_brush
 
 GOOD = {
     "version": 1,

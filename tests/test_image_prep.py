@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from motion_i2v_core.image_prep import check_size, fit_image, fit_mask, fit_transform, to_01, to_pm1
+from motion_i2v_core.motion.image_prep import check_size, fit_image, fit_mask, fit_transform, to_01, to_pm1
 
 
 @pytest.mark.parametrize("h, w", [(320, 512), (64, 64), (512, 320), (1024, 1024)])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from motion_i2v_core.trajectories import (
+from motion_i2v_core.motion.trajectories import (
     default_flow_unit,
     pchip_interpolate,
     pchip_slopes,

@@ -318,9 +318,9 @@ def test_auto_failure_logs_once_and_falls_back(restore_backend, monkeypatch, cap
 
 @torch.no_grad()
 def test_auto_on_cpu_render_unet_is_bitwise_the_reference_ops(restore_backend):
-    from motion_i2v_core.config import UNetConfig
+    from motion_i2v_core.models.config import UNetConfig
     from motion_i2v_core.ops import set_op
-    from motion_i2v_core.unet3d import RenderUNet
+    from motion_i2v_core.models.unet3d import RenderUNet
 
     torch.manual_seed(0)
     cfg = UNetConfig.sd15_render(block_out_channels=(32, 32, 32, 32), layers_per_block=1, cross_attention_dim=32)

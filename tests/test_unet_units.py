@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from motion_i2v_core.config import UNetConfig, VAEConfig
-from motion_i2v_core.embeddings import temporal_position_table, timestep_sinusoid
-from motion_i2v_core.motion_module import FlowWarpContext
+from motion_i2v_core.models.config import UNetConfig, VAEConfig
+from motion_i2v_core.models.embeddings import temporal_position_table, timestep_sinusoid
+from motion_i2v_core.models.motion_module import FlowWarpContext
 from motion_i2v_core.ops.motion_attention import motion_augmented_attention, warp_source_index
-from motion_i2v_core.unet3d import FlowUNet, RenderUNet
+from motion_i2v_core.models.unet3d import FlowUNet, RenderUNet
 
 
 def tiny_config(**overrides) -> UNetConfig:

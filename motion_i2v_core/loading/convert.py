@@ -24,10 +24,10 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from ..config import UNetConfig, VAEConfig
-from ..vae import AutoencoderKL
-from .files import read_state_dict
-from .validate import CheckpointError, check_state_dict, identify_state_dict, is_pe_key
+from motion_i2v_core.models.config import UNetConfig, VAEConfig
+from motion_i2v_core.models.vae import AutoencoderKL
+from motion_i2v_core.loading.files import read_state_dict
+from motion_i2v_core.loading.validate import CheckpointError, check_state_dict, identify_state_dict, is_pe_key
 
 FORMAT_VERSION = "1"
 META_PREFIX = "motion_i2v."
@@ -39,7 +39,7 @@ _DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch
 
 
 def _component_of(module: nn.Module) -> str:
-    from ..unet3d import FlowUNet, RenderUNet
+    from motion_i2v_core.models.unet3d import FlowUNet, RenderUNet
 
     if isinstance(module, FlowUNet):
         if getattr(module, "controlnet", None) is None:
@@ -110,7 +110,7 @@ def _exact_pe(key: str, value: torch.Tensor) -> torch.Tensor:
     values instead when they agree with it (they always do for tables built by this pack)."""
     if value.dtype == torch.float32:
         return value
-    from ..embeddings import temporal_position_table
+    from motion_i2v_core.models.embeddings import temporal_position_table
 
     _, max_len, channels = value.shape
     exact = temporal_position_table(channels, max_len)
@@ -133,7 +133,7 @@ def _dedupe_shared(tensors: dict) -> dict:
 
 def component_info(path: str | os.PathLike) -> dict | None:
     """(component, config, dtype, format_version) of a converted file, or None if it is not one."""
-    from .files import read_metadata
+    from motion_i2v_core.loading.files import read_metadata
 
     meta = read_metadata(path)
     if META_PREFIX + "component" not in meta:
@@ -162,7 +162,7 @@ def _config_from_meta(meta: Mapping[str, str], path) -> Any:
 
 
 def _builder(component: str, cfg: Any):
-    from ..unet3d import FlowUNet, RenderUNet
+    from motion_i2v_core.models.unet3d import FlowUNet, RenderUNet
 
     if component == "flow_unet":
         return lambda dtype, device: FlowUNet(cfg, with_controlnet=True, dtype=dtype, device=device)
@@ -176,7 +176,7 @@ def load_component(path: str | os.PathLike, dtype: torch.dtype | None = torch.fl
     """Rebuild a module from a file written by `save_component` (config from its metadata) and
     strict-load it. `expected`: component name(s) the caller accepts. `dtype=None` keeps the
     file's dtype."""
-    from .official import build_and_load
+    from motion_i2v_core.loading.official import build_and_load
 
     sd, meta = read_state_dict(path, return_metadata=True)
     component = meta.get(META_PREFIX + "component")
@@ -229,7 +229,7 @@ def load_converted_stage1(folder: str | os.PathLike, dtype: torch.dtype = torch.
                           rel: str | None = None):
     """Stage1Models (flow UNet + ControlNet, flow VAE, image VAE) from converted files in `folder`
     (the counterpart of official.load_stage1). `rel`: for error messages, see converted_file."""
-    from .official import Stage1Models
+    from motion_i2v_core.loading.official import Stage1Models
 
     parts = {c: converted_file(folder, c, rel) for c in STAGE1_COMPONENTS}
     return Stage1Models(
@@ -246,7 +246,7 @@ def load_converted_stage2(folder: str | os.PathLike, dtype: torch.dtype = torch.
     official.load_stage2). `unet_state_dict` (our diffusers names, e.g. from load_ldm_checkpoint)
     replaces the 2-D SD-1.5 weights of the render UNet, its motion modules kept; `vae_state_dict`
     replaces the VAE weights. Both are checked strictly against the module's keys and shapes."""
-    from .official import Stage2Models
+    from motion_i2v_core.loading.official import Stage2Models
 
     unet_path, vae_path = (converted_file(folder, c, rel) for c in STAGE2_COMPONENTS)
     unet = load_component(unet_path, dtype=dtype, device=device, expected="render_unet")
@@ -263,7 +263,7 @@ def convert_official_tree(models_dir: str | os.PathLike, out_dir: str | os.PathL
                           overwrite: bool = False) -> dict[str, Path]:
     """Convert the official folder tree under `models_dir` (the models/motion_i2v folder holding
     stage1/ and stage2/) to `<out_dir>/<component>.safetensors`. Returns {component: path}."""
-    from .official import STAGE1_SUBDIR, load_stage1, load_stage2
+    from motion_i2v_core.loading.official import STAGE1_SUBDIR, load_stage1, load_stage2
 
     models_dir, out_dir = Path(models_dir), Path(out_dir)
     bad = [c for c in components if c not in COMPONENTS]

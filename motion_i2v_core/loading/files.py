@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .validate import CheckpointError
+from motion_i2v_core.loading.validate import CheckpointError
 
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")

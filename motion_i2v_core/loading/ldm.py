@@ -27,8 +27,8 @@ from typing import Mapping
 
 import torch
 
-from .files import read_state_dict
-from .validate import CheckpointError
+from motion_i2v_core.loading.files import read_state_dict
+from motion_i2v_core.loading.validate import CheckpointError
 
 UNET_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "")
 VAE_PREFIXES = ("first_stage_model.", "vae.", "")
@@ -235,7 +235,7 @@ def load_ldm_checkpoint(path: str | os.PathLike) -> tuple[dict | None, dict | No
     if _detect_prefix(sd, VAE_PREFIXES, "encoder.down.") is not None:
         vae = convert_ldm_vae_state_dict(sd, file=file)
     if unet is None and vae is None:
-        from .validate import identify_state_dict
+        from motion_i2v_core.loading.validate import identify_state_dict
         raise CheckpointError(f"{file}: expected a single-file SD-1.5 checkpoint in LDM naming "
                               f"(model.diffusion_model.* / first_stage_model.*), but the file looks "
                               f"like {identify_state_dict(sd)[1]}.")

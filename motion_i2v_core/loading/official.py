@@ -26,10 +26,10 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from ..config import UNetConfig, VAEConfig
-from ..vae import AutoencoderKL, rename_attention_keys
-from .files import find_weight_file, read_state_dict
-from .validate import (CheckpointError, check_shapes, check_state_dict, expected_shapes,
+from motion_i2v_core.models.config import UNetConfig, VAEConfig
+from motion_i2v_core.models.vae import AutoencoderKL, rename_attention_keys
+from motion_i2v_core.loading.files import find_weight_file, read_state_dict
+from motion_i2v_core.loading.validate import (CheckpointError, check_shapes, check_state_dict, expected_shapes,
                        identify_state_dict, is_pe_key)
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ def motion_overrides(unet_additional_kwargs: Mapping | None) -> dict:
 
 def _fill_pe(sd: dict, expected: Mapping[str, tuple]) -> dict:
     """Add recomputed temporal PE tables for pe buffers the file does not carry."""
-    from ..embeddings import temporal_position_table
+    from motion_i2v_core.models.embeddings import temporal_position_table
 
     for key, shape in expected.items():
         if is_pe_key(key) and key not in sd:
@@ -175,7 +175,7 @@ def _has_non_persistent_buffers(module: nn.Module) -> bool:
 def load_vae_state_dict(sd: Mapping[str, torch.Tensor], cfg: VAEConfig, *, file: str, what: str,
                         dtype=torch.float32, device="cpu") -> AutoencoderKL:
     """Strict-load a VAE state dict (old or new diffusers attention names, or LDM names)."""
-    from .ldm import convert_ldm_vae_state_dict, is_ldm_state_dict
+    from motion_i2v_core.loading.ldm import convert_ldm_vae_state_dict, is_ldm_state_dict
 
     if is_ldm_state_dict(sd) and any("encoder.down." in k for k in sd):
         sd = convert_ldm_vae_state_dict(sd, file=file)
@@ -227,7 +227,7 @@ def load_stage1(stage1_dir: str | os.PathLike, image_vae_dir: str | os.PathLike 
 
     `image_vae_dir` defaults to `<stage1_dir>/../../stage2/StableDiffusion/vae`.
     """
-    from ..unet3d import FlowUNet
+    from motion_i2v_core.models.unet3d import FlowUNet
 
     root = Path(stage1_dir)
     if not root.is_dir():
@@ -299,8 +299,8 @@ def load_stage2(stage2_dir: str | os.PathLike, dtype: torch.dtype = torch.float3
     corresponding StableDiffusion weight file is not needed; without a config.json the SD-1.5
     preset is used.
     """
-    from ..unet3d import RenderUNet
-    from .ldm import convert_ldm_unet_state_dict, is_ldm_state_dict
+    from motion_i2v_core.models.unet3d import RenderUNet
+    from motion_i2v_core.loading.ldm import convert_ldm_unet_state_dict, is_ldm_state_dict
 
     if unet_override_state_dict is not None:  # name used in the team plan
         unet_state_dict = unet_override_state_dict

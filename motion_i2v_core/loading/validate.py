@@ -72,7 +72,7 @@ def identify_state_dict(sd: Mapping[str, torch.Tensor]) -> tuple[str, str]:
         cout = _shape(sd, "decoder.conv_out.weight")
         chans = f"{cin[1] if cin else '?'} -> {cout[0] if cout else '?'} channels"
         what = "flow VAE" if cin and cin[1] == 2 else "image VAE" if cin and cin[1] == 3 else "VAE"
-        from ..vae import attention_key_style
+        from motion_i2v_core.models.vae import attention_key_style
         article = "an" if what[0] in "aeiou" else "a"
         return "vae", f"{article} {what} (AutoencoderKL, diffusers names, {chans}, {attention_key_style(sd)} attention names)"
     motion = [k for k in keys if ".motion_modules." in k]

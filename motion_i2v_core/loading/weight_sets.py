@@ -17,8 +17,8 @@ from typing import Iterable, Iterator, Mapping
 
 import torch
 
-from .convert import STAGE1_COMPONENTS, STAGE2_COMPONENTS, load_converted_stage1, load_converted_stage2
-from .official import STAGE1_SUBDIR, STAGE2_SUBDIR, Stage1Models, Stage2Models, load_stage1, load_stage2
+from motion_i2v_core.loading.convert import STAGE1_COMPONENTS, STAGE2_COMPONENTS, load_converted_stage1, load_converted_stage2
+from motion_i2v_core.loading.official import STAGE1_SUBDIR, STAGE2_SUBDIR, Stage1Models, Stage2Models, load_stage1, load_stage2
 
 STAGE1_MARKER = STAGE1_SUBDIR                      # "stage1/StableDiffusion-FlowGen"
 STAGE2_MARKER = f"{STAGE2_SUBDIR}/Motion_Module"   # "stage2/Motion_Module"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import Callable, Optional
 
-from .motion_attention import motion_augmented_attention, multihead_attention, warp_source_index
+from motion_i2v_core.ops.motion_attention import motion_augmented_attention, multihead_attention, warp_source_index
 
 _DEFAULTS = {
     "forward_splat": "motion_i2v_core.ops.backends:forward_splat",

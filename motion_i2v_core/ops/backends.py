@@ -22,8 +22,8 @@ from typing import Callable, Optional
 
 import torch
 
-from . import motion_attention as _torch_attention
-from . import splat as _torch_splat
+from motion_i2v_core.ops import motion_attention as _torch_attention
+from motion_i2v_core.ops import splat as _torch_splat
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def _kernels(required: bool):
     global _triton_error, _triton_module
     if _triton_module is None and _triton_error is None:
         try:
-            from . import triton_attention, triton_splat
+            from motion_i2v_core.ops import triton_attention, triton_splat
 
             _triton_module = (triton_splat, triton_attention)
         except Exception as exc:  # ImportError, or a triton that fails to initialise

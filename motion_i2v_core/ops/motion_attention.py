@@ -90,7 +90,7 @@ def motion_augmented_attention(
     n, c = x.shape[1:]
     frames = num_frames
     if splat is None:
-        from . import get_op
+        from motion_i2v_core.ops import get_op
 
         splat = get_op("forward_splat")
 

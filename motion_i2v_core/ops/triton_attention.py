@@ -28,8 +28,8 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from .motion_attention import check_motion_attention_args, multihead_attention, warp_source_index
-from .triton_splat import warp_splat
+from motion_i2v_core.ops.motion_attention import check_motion_attention_args, multihead_attention, warp_source_index
+from motion_i2v_core.ops.triton_splat import warp_splat
 
 __all__ = ["motion_augmented_attention_triton", "attention_core_triton", "ATTENTION_CORE"]
 

@@ -34,7 +34,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .splat import _check_flow, parse_splat_mode
+from motion_i2v_core.ops.splat import _check_flow, parse_splat_mode
 
 __all__ = ["forward_splat_triton", "warp_splat", "splat_normaliser_triton", "launch_config"]
 
@@ -289,7 +289,7 @@ def forward_splat_triton(
     """
     base, _ = parse_splat_mode(mode)
     if base not in ("sum", "avg") or metric is not None or x.dtype == torch.float64:
-        from .splat import forward_splat
+        from motion_i2v_core.ops.splat import forward_splat
 
         return forward_splat(x, flow, mode, metric)
     _check_flow(flow)

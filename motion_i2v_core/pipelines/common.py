@@ -8,7 +8,7 @@ from typing import Callable, Optional
 
 import torch
 
-from ..schedulers import SamplingCancelled
+from motion_i2v_core.schedulers import SamplingCancelled
 
 LATENT_SCALE = 0.18215  # SD1.5 latent scaling (both stages; NOT used for the control latent)
 

@@ -12,9 +12,9 @@ from typing import List, Optional, Sequence
 
 import torch
 
-from ..control import encode_control, sparse_flow_from_hints
-from ..schedulers import DDIMSchedule, get_sampler
-from .common import (
+from motion_i2v_core.motion.control import encode_control, sparse_flow_from_hints
+from motion_i2v_core.schedulers import DDIMSchedule, get_sampler
+from motion_i2v_core.pipelines.common import (
     LATENT_SCALE,
     NoiseSource,
     StepReporter,

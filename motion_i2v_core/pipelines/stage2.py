@@ -13,8 +13,8 @@ from typing import List, Optional
 
 import torch
 
-from ..schedulers import DDIMSchedule, get_sampler
-from .common import (
+from motion_i2v_core.schedulers import DDIMSchedule, get_sampler
+from motion_i2v_core.pipelines.common import (
     LATENT_SCALE,
     NoiseSource,
     StepReporter,
@@ -26,7 +26,7 @@ from .common import (
     vae_decode_frames,
     vae_encode_frames,
 )
-from .stage1 import check_frames
+from motion_i2v_core.pipelines.stage1 import check_frames
 
 
 @dataclass

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from harness.comfy_server import REPO_DIR
-from motion_i2v_core.motion_hints import parse_widget_json, rasterize_brush
+from motion_i2v_core.motion.hints import parse_widget_json, rasterize_brush
 
 HERE = Path(__file__).parent
 SCRIPT = HERE / "editor_e2e.mjs"

@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import UNetConfig
-from .controlnet import ControlNet3D
-from .embeddings import TimestepEmbedding, batch_stride, batch_timesteps, time_and_stride_embedding, timestep_sinusoid
-from .motion_module import FlowWarpContext
-from .resnet import from_frames, to_frames
-from .unet_blocks import UNetMidBlock3DCrossAttn, build_down_blocks, build_up_blocks
+from motion_i2v_core.models.config import UNetConfig
+from motion_i2v_core.models.controlnet import ControlNet3D
+from motion_i2v_core.models.embeddings import TimestepEmbedding, batch_stride, batch_timesteps, time_and_stride_embedding, timestep_sinusoid
+from motion_i2v_core.models.motion_module import FlowWarpContext
+from motion_i2v_core.models.resnet import from_frames, to_frames
+from motion_i2v_core.models.unet_blocks import UNetMidBlock3DCrossAttn, build_down_blocks, build_up_blocks
 
 
 class UNet3D(nn.Module):

@@ -12,10 +12,10 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .config import UNetConfig
-from .motion_module import FlowWarpContext, VanillaTemporalModule
-from .resnet import Downsample3D, ResnetBlock3D, Upsample3D
-from .spatial_attention import SpatialTransformer3D
+from motion_i2v_core.models.config import UNetConfig
+from motion_i2v_core.models.motion_module import FlowWarpContext, VanillaTemporalModule
+from motion_i2v_core.models.resnet import Downsample3D, ResnetBlock3D, Upsample3D
+from motion_i2v_core.models.spatial_attention import SpatialTransformer3D
 
 
 def _motion_module(cfg: UNetConfig, channels: int, **kw) -> VanillaTemporalModule:

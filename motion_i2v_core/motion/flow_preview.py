@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .ops.splat import splat_corners, splat_normaliser, splat_sum
+from motion_i2v_core.ops.splat import splat_corners, splat_normaliser, splat_sum
 
 __all__ = ["warp_preview", "fill_holes_push_pull", "drags_to_flow", "FILL_METHODS"]
 
@@ -148,7 +148,7 @@ def drags_to_flow(hints, height: int, width: int, num_frames: int, flow_unit: in
     :param flow_unit: drag square half-size in target pixels; None -> scaled default (64 at 512x320)
     :return: ``(flow (F, 2, H, W) float32 pixels, frame 0 zero; static (H, W) float32, 1 = still)``
     """
-    from .control import sparse_flow_from_hints  # control imports the hint/brush stack, only needed here
+    from motion_i2v_core.motion.control import sparse_flow_from_hints  # control imports the hint/brush stack, only needed here
 
     if height % 8 or width % 8 or height <= 0 or width <= 0:
         raise ValueError(f"size {width}x{height} must be positive multiples of 8")

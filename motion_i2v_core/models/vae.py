@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import VAEConfig
+from motion_i2v_core.models.config import VAEConfig
 
 VAE_NORM_EPS = 1e-6  # diffusers' VAE blocks use 1e-6 everywhere (not the UNet's 1e-5)
 LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0

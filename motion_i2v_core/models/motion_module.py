@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .embeddings import PositionalEncoding
-from .ops import get_op
-from .spatial_attention import FeedForward
+from motion_i2v_core.models.embeddings import PositionalEncoding
+from motion_i2v_core.ops import get_op
+from motion_i2v_core.models.spatial_attention import FeedForward
 
 
 class FlowWarpContext:

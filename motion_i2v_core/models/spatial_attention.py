@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ops import get_op
+from motion_i2v_core.ops import get_op
 
 
 class CrossAttention(nn.Module):

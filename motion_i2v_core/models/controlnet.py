@@ -11,10 +11,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import UNetConfig
-from .embeddings import TimestepEmbedding, batch_stride, batch_timesteps, time_and_stride_embedding, timestep_sinusoid
-from .resnet import from_frames, to_frames
-from .unet_blocks import UNetMidBlock3DCrossAttn, build_down_blocks, skip_channels
+from motion_i2v_core.models.config import UNetConfig
+from motion_i2v_core.models.embeddings import TimestepEmbedding, batch_stride, batch_timesteps, time_and_stride_embedding, timestep_sinusoid
+from motion_i2v_core.models.resnet import from_frames, to_frames
+from motion_i2v_core.models.unet_blocks import UNetMidBlock3DCrossAttn, build_down_blocks, skip_channels
 
 
 class ControlNetConditioningEmbedding(nn.Module):

@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .brush import latent_mask, static_mask
-from .image_prep import fit_mask, fit_transform
-from .motion_hints import MotionHints
-from .trajectories import tracks_to_drag
+from motion_i2v_core.motion.brush import latent_mask, static_mask
+from motion_i2v_core.motion.image_prep import fit_mask, fit_transform
+from motion_i2v_core.motion.hints import MotionHints
+from motion_i2v_core.motion.trajectories import tracks_to_drag
 
 
 def hints_to_target(hints: MotionHints, height: int, width: int):
