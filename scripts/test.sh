@@ -17,7 +17,8 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 status=0
 "$VENV_PY" -m pytest tests -q "$@" || status=$?
 if [ "$status" = 5 ]; then
-  log "pytest collected no tests"
-  status=0
+  # A run that checks nothing must not pass (CI would land an untested tree).
+  log "error: pytest ran no test"
+  status=1
 fi
 exit "$status"

@@ -1,5 +1,5 @@
 """Sparse flow / mask / brush and the 5-channel control, incl. exact parity with the recorded
-preprocessing of the official app (shared/reference/parity, README sections 4 and 7)."""
+preprocessing of the official app (tests/data/parity)."""
 
 import json
 from types import SimpleNamespace
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from motion_i2v_core.brush import latent_mask, static_mask
-from motion_i2v_core.control import encode_control, sparse_flow_from_hints
-from motion_i2v_core.motion_hints import MotionHints, parse_widget_json
+from motion_i2v_core.motion.brush import latent_mask, static_mask
+from motion_i2v_core.motion.control import encode_control, sparse_flow_from_hints
+from motion_i2v_core.motion.hints import MotionHints, parse_widget_json
 from harness.reference import PARITY
 
 
@@ -38,8 +38,6 @@ class PoolVAE:
 @pytest.fixture(scope="module")
 def parity():
     st = pytest.importorskip("safetensors.torch")
-    if not (PARITY / "tracks.json").is_file():
-        pytest.skip("parity bundle not available")
     return json.loads((PARITY / "tracks.json").read_text()), st.load_file(str(PARITY / "stage1_inputs.safetensors"))
 
 
@@ -157,7 +155,7 @@ def test_brush_follows_the_centre_crop():
 
 
 def test_encode_control_with_the_real_flow_vae_class():
-    vae_mod = pytest.importorskip("motion_i2v_core.vae")
+    vae_mod = pytest.importorskip("motion_i2v_core.models.vae")
     torch.manual_seed(0)
     vae = vae_mod.AutoencoderKL(in_channels=2, out_channels=2, latent_channels=4,
                                 block_out_channels=(8, 8, 8, 8), layers_per_block=1, norm_num_groups=4).eval()

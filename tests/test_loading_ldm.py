@@ -10,14 +10,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from motion_i2v_core.config import VAEConfig
+from motion_i2v_core.models.config import VAEConfig
 from motion_i2v_core.loading import (CheckpointError, convert_ldm_unet_state_dict, convert_ldm_vae_state_dict,
                                      load_ldm_checkpoint)
-from motion_i2v_core.vae import AutoencoderKL
-from harness.reference import REFERENCE
+from motion_i2v_core.models.vae import AutoencoderKL
+from harness.reference import KEYS, PARITY
 
-REF = REFERENCE
-PARITY = REF / "parity"
 S2_UNET_BIN = PARITY / "models/stage2/StableDiffusion/unet/diffusion_pytorch_model.bin"
 
 # ------------------------------------------------------------------------------------------------
@@ -144,7 +142,7 @@ VAE_PAIRS = [
 def _sd15_unet_meta():
     """The 686 SD-1.5 2-D UNet keys with their shapes, as meta tensors."""
     out = {}
-    for line in (REF / "stage2_unet_keys_all.txt").read_text().splitlines():
+    for line in (KEYS / "stage2_unet_keys_all.txt").read_text().splitlines():
         if line.startswith("#") or "\t" not in line:
             continue
         key, shape = line.split("\t")
@@ -198,7 +196,6 @@ def test_sd15_vae_round_trip_all_keys():
         assert {k: tuple(v.shape) for k, v in back.items()} == {k: tuple(v.shape) for k, v in vae_sd.items()}
 
 
-@pytest.mark.skipif(not S2_UNET_BIN.exists(), reason="parity bundle not available")
 def test_single_file_checkpoint_tiny_weights(tmp_path):
     """A tiny SD 'single-file' checkpoint: UNet + VAE in LDM naming plus keys that must be ignored."""
     unet_sd = {k: v.float() for k, v in torch.load(S2_UNET_BIN, map_location="cpu", weights_only=True).items()}

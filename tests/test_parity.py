@@ -9,7 +9,6 @@ from motion_i2v_core import parity
 from harness.reference import PARITY
 
 BUNDLE = PARITY
-pytestmark = pytest.mark.skipif(not BUNDLE.is_dir(), reason="needs ../shared/reference/parity beside the repo")
 
 
 @pytest.fixture(scope="module")

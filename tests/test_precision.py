@@ -25,7 +25,6 @@ from motion_i2v_core.loading import load_stage1, load_stage2
 from motion_i2v_core.ops import get_op, set_op
 
 BUNDLE = PARITY
-pytestmark = pytest.mark.skipif(not (BUNDLE / "meta.json").exists(), reason=f"parity bundle not found at {BUNDLE}")
 
 HALF = (torch.float16, torch.bfloat16)
 TOLERANCE = {torch.float16: (1e-2, 6e-3), torch.bfloat16: (7e-2, 5e-2)}  # (max, mean) relative

@@ -35,8 +35,6 @@ def test_ddim_timesteps_and_alphas_25_steps():
 
 def test_ddim_tables_match_the_parity_units():
     st = pytest.importorskip("safetensors.torch")
-    if not (PARITY / "units.safetensors").is_file():
-        pytest.skip("parity bundle not available")
     u = st.load_file(str(PARITY / "units.safetensors"))
     s = DDIMSchedule()
     ts = s.timesteps(3)

@@ -7,16 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from motion_i2v_core.config import UNetConfig
-from motion_i2v_core.unet3d import FlowUNet, RenderUNet
-from harness.reference import REFERENCE
+from motion_i2v_core.models.config import UNetConfig
+from motion_i2v_core.models.unet3d import FlowUNet, RenderUNet
+from harness.reference import KEYS
 
 
 
 def read_key_list(path: Path) -> dict[str | None, dict[str, tuple[int, ...]]]:
     """Parse ``key<TAB>shape`` lines grouped by ``## [X] ...`` section headers (None before any header)."""
-    if not path.exists():
-        pytest.skip(f"reference key list not found: {path}")
     sections: dict[str | None, dict[str, tuple[int, ...]]] = {}
     current = None
     for line in path.read_text().splitlines():
@@ -45,7 +43,7 @@ def assert_same_keys(ours: dict, official: dict) -> None:
 
 
 def test_stage1_flow_unet_with_controlnet_matches_official_keys():
-    sections = read_key_list(REFERENCE / "stage1_keys.txt")
+    sections = read_key_list(KEYS / "stage1_keys.txt")
     official = {**sections["A"], **sections["B"]}
     assert len(sections["A"]) == 1278 and len(sections["B"]) == 584
     assert all(k.startswith("controlnet.") for k in sections["B"])
@@ -54,13 +52,13 @@ def test_stage1_flow_unet_with_controlnet_matches_official_keys():
 
 
 def test_stage1_flow_unet_without_controlnet_is_section_a():
-    sections = read_key_list(REFERENCE / "stage1_keys.txt")
+    sections = read_key_list(KEYS / "stage1_keys.txt")
     model = FlowUNet(UNetConfig.sd15_flow(), with_controlnet=False, device="meta")
     assert_same_keys(shapes_of(model), sections["A"])
 
 
 def test_stage2_render_unet_matches_official_keys():
-    official = read_key_list(REFERENCE / "stage2_unet_keys_all.txt")[None]
+    official = read_key_list(KEYS / "stage2_unet_keys_all.txt")[None]
     assert len(official) == 1274
     model = RenderUNet(UNetConfig.sd15_render(), device="meta")
     assert_same_keys(shapes_of(model), official)

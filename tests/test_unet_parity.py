@@ -11,14 +11,13 @@ import json
 import pytest
 import torch
 
-from motion_i2v_core.config import UNetConfig
-from motion_i2v_core.unet3d import FlowUNet, RenderUNet
+from motion_i2v_core.models.config import UNetConfig
+from motion_i2v_core.models.unet3d import FlowUNet, RenderUNet
 from harness.reference import PARITY
 
 BUNDLE = PARITY
 TOLERANCE = 2e-3  # max abs diff / max |reference| for single UNet forwards (bundle README section 7)
 
-pytestmark = pytest.mark.skipif(not (BUNDLE / "meta.json").exists(), reason=f"parity bundle not found at {BUNDLE}")
 
 
 def _load_bin(relpath: str) -> dict[str, torch.Tensor]:

@@ -7,19 +7,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from motion_i2v_core.config import VAEConfig
-from motion_i2v_core.vae import AutoencoderKL, DiagonalGaussian, attention_key_style, rename_attention_keys
-from harness.reference import REFERENCE
+from motion_i2v_core.models.config import VAEConfig
+from motion_i2v_core.models.vae import AutoencoderKL, DiagonalGaussian, attention_key_style, rename_attention_keys
+from harness.reference import KEYS, PARITY
 
-REF = REFERENCE
-PARITY = REF / "parity"
 S1 = PARITY / "models/stage1/StableDiffusion-FlowGen"
 S2 = PARITY / "models/stage2/StableDiffusion"
-needs_parity = pytest.mark.skipif(not (PARITY / "meta.json").exists(), reason="parity bundle not available")
 
 
 def _official_flow_vae_keys():
-    text = (REF / "stage1_keys.txt").read_text()
+    text = (KEYS / "stage1_keys.txt").read_text()
     section = text.split("## [C]")[1].split("\n## ")[0]
     out = []
     for line in section.splitlines()[1:]:
@@ -120,8 +117,6 @@ def _load_parity_vae(config_dir, weights):
 
 @pytest.fixture(scope="module")
 def parity():
-    if not (PARITY / "meta.json").exists():
-        pytest.skip("parity bundle not available")
     return {
         "image_vae": _load_parity_vae(S2 / "vae", S2 / "vae/diffusion_pytorch_model.bin"),
         "flow_vae": _load_parity_vae(S1 / "vae", S1 / "vae_flow/diffusion_pytorch_model.bin"),

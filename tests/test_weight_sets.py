@@ -14,7 +14,6 @@ from motion_i2v_core.loading.convert import STAGE1_COMPONENTS, STAGE2_COMPONENTS
 from harness.reference import PARITY_MODELS
 
 MODELS = PARITY_MODELS
-needs_models = pytest.mark.skipif(not MODELS.is_dir(), reason="parity models not available")
 
 OFFICIAL_FILES = (
     "stage1/StableDiffusion-FlowGen/unet/config.json",
@@ -131,7 +130,6 @@ def test_converted_file_names_the_root_set_plainly(tmp_path):
         converted_file(tmp_path, "unet")
 
 
-@needs_models
 def test_half_complete_official_tree_names_the_missing_file(tmp_path):
     shutil.copytree(MODELS, tmp_path / "Motion-I2V")
     os.remove(tmp_path / "Motion-I2V/stage1/StableDiffusion-FlowGen/vae_flow/diffusion_pytorch_model.bin")
@@ -169,7 +167,6 @@ def converted(official, tmp_path_factory):
     return base
 
 
-@needs_models
 def test_converted_stages_equal_the_official_ones(official, converted):
     s1, s2 = official
     c1 = load_converted_stage1(converted / "conv")
@@ -181,7 +178,6 @@ def test_converted_stages_equal_the_official_ones(official, converted):
     assert c1.unet.controlnet is not None
 
 
-@needs_models
 def test_load_weight_set_dispatches_on_the_layout(official, converted):
     sets = find_weight_sets([converted])
     assert {n: ws.layout for n, ws in sets.items()} == {".": "official", "conv": "converted"}
@@ -203,7 +199,6 @@ def _appearance(s2):
     return unet_sd, vae_sd
 
 
-@needs_models
 def test_converted_stage2_takes_appearance_weights_like_the_official_loader(official, converted):
     _, s2 = official
     unet_sd, vae_sd = _appearance(s2)
@@ -222,7 +217,6 @@ def test_converted_stage2_takes_appearance_weights_like_the_official_loader(offi
     assert torch.equal(only_unet.unet.conv_out.weight, s2.unet.conv_out.weight * 2)
 
 
-@needs_models
 def test_unusable_appearance_weights_are_clear_errors(official, converted):
     _, s2 = official
     unet_sd, vae_sd = _appearance(s2)
@@ -235,7 +229,6 @@ def test_unusable_appearance_weights_are_clear_errors(official, converted):
         load_converted_stage2(converted / "conv", vae_state_dict=missing)
 
 
-@needs_models
 def test_converted_files_in_the_wrong_slot(converted, tmp_path):
     for c in STAGE2_COMPONENTS:
         os.symlink(converted / "conv" / f"{c}.safetensors", tmp_path / f"{c}.safetensors")

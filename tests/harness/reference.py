@@ -1,9 +1,10 @@
-"""Where the shared reference material lives: `../shared/reference` beside the repository (as CI
-lays it out), or the folder named by MI2V_REFERENCE_DIR."""
+"""Where the test data lives: `tests/data` inside the repository (see its README). MI2V_PARITY_DIR
+points the parity tests at another bundle recorded the same way."""
 
 import os
 from pathlib import Path
 
-REFERENCE = Path(os.environ.get("MI2V_REFERENCE_DIR", Path(__file__).resolve().parents[3] / "shared" / "reference"))
-PARITY = REFERENCE / "parity"
+DATA = Path(__file__).resolve().parents[1] / "data"
+PARITY = Path(os.environ.get("MI2V_PARITY_DIR", DATA / "parity"))
 PARITY_MODELS = PARITY / "models"
+KEYS = DATA / "keys"
