@@ -13,6 +13,7 @@ from torch import nn
 
 from motion_i2v_core.models.config import UNetConfig
 from motion_i2v_core.models.embeddings import TimestepEmbedding, batch_stride, batch_timesteps, time_and_stride_embedding, timestep_sinusoid
+from motion_i2v_core.models.operations import resolve_compute_dtype, torch_ops
 from motion_i2v_core.models.resnet import from_frames, to_frames
 from motion_i2v_core.models.unet_blocks import UNetMidBlock3DCrossAttn, build_down_blocks, skip_channels
 
@@ -20,22 +21,27 @@ from motion_i2v_core.models.unet_blocks import UNetMidBlock3DCrossAttn, build_do
 class ControlNetConditioningEmbedding(nn.Module):
     """``layers.0`` Conv3d(cond, hidden, (1,3,3)) -> SiLU -> ``layers.2`` Conv3d(hidden, C0, (1,3,3))."""
 
-    def __init__(self, cond_channels: int, hidden: int, out_channels: int, dtype=None, device=None):
+    def __init__(
+        self, cond_channels: int, hidden: int, out_channels: int, dtype=None, device=None, operations=torch_ops
+    ):
         super().__init__()
         kw = dict(kernel_size=(1, 3, 3), padding=(0, 1, 1), dtype=dtype, device=device)
-        self.layers = nn.Sequential(nn.Conv3d(cond_channels, hidden, **kw), nn.SiLU(), nn.Conv3d(hidden, out_channels, **kw))
+        self.layers = nn.Sequential(
+            operations.Conv3d(cond_channels, hidden, **kw), nn.SiLU(), operations.Conv3d(hidden, out_channels, **kw)
+        )
 
     def forward(self, control: torch.Tensor) -> torch.Tensor:
         return self.layers(control)
 
 
 class ControlNet3D(nn.Module):
-    def __init__(self, cfg: UNetConfig, dtype=None, device=None):
+    def __init__(self, cfg: UNetConfig, dtype=None, device=None, operations=torch_ops, compute_dtype=None):
         super().__init__()
-        kw = dict(dtype=dtype, device=device)
+        kw = dict(dtype=dtype, device=device, operations=operations)
         self.config = cfg
+        self.compute_dtype = compute_dtype
         c0 = cfg.block_out_channels[0]
-        self.conv_in = nn.Conv2d(cfg.in_channels, c0, 3, padding=1, **kw)
+        self.conv_in = operations.Conv2d(cfg.in_channels, c0, 3, padding=1, dtype=dtype, device=device)
         self.time_embedding = TimestepEmbedding(c0, cfg.time_embed_dim, **kw)
         self.stride_embedding = TimestepEmbedding(c0, cfg.time_embed_dim, **kw) if cfg.stride_embedding else None
         self.controlnet_cond_embedding = ControlNetConditioningEmbedding(
@@ -43,9 +49,10 @@ class ControlNet3D(nn.Module):
         )
         self.down_blocks = build_down_blocks(cfg, **kw)
         self.mid_block = UNetMidBlock3DCrossAttn(cfg, cfg.block_out_channels[-1], **kw)
-        self.controlnet_down_blocks = nn.ModuleList([nn.Conv2d(c, c, 1, **kw) for c in skip_channels(cfg)])
+        zero_conv = dict(kernel_size=1, dtype=dtype, device=device)
+        self.controlnet_down_blocks = nn.ModuleList([operations.Conv2d(c, c, **zero_conv) for c in skip_channels(cfg)])
         last = cfg.block_out_channels[-1]
-        self.controlnet_mid_block = nn.Conv2d(last, last, 1, **kw)
+        self.controlnet_mid_block = operations.Conv2d(last, last, **zero_conv)
 
     def frame_residuals(
         self,
@@ -62,18 +69,18 @@ class ControlNet3D(nn.Module):
         expected = (batch, cfg.controlnet_conditioning_channels, frames, height, width)
         if tuple(control.shape) != expected:
             raise ValueError(f"control must have shape {expected} (latent channels + mask), got {tuple(control.shape)}")
-        dtype = self.conv_in.weight.dtype
+        dtype = resolve_compute_dtype(self.conv_in.weight.dtype, self.compute_dtype)
         timesteps = batch_timesteps(timestep, batch, sample.device)
         if self.stride_embedding is not None:
             if stride is None:
                 raise ValueError("this ControlNet has a stride embedding: pass stride (B0, F)")
             emb = time_and_stride_embedding(
                 self.time_embedding, self.stride_embedding, timesteps, batch_stride(stride, batch, frames, sample.device),
-                cfg.block_out_channels[0], cfg.flip_sin_to_cos, cfg.freq_shift,
+                cfg.block_out_channels[0], cfg.flip_sin_to_cos, cfg.freq_shift, dtype,
             )
         else:
             t = timestep_sinusoid(timesteps, cfg.block_out_channels[0], cfg.flip_sin_to_cos, cfg.freq_shift)
-            emb = self.time_embedding(t)[:, None].expand(batch, frames, -1)
+            emb = self.time_embedding(t.to(dtype))[:, None].expand(batch, frames, -1)
         temb = emb.reshape(batch * frames, -1)
         context = context.to(dtype)
 

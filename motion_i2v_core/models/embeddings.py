@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from motion_i2v_core.models.operations import STORAGE_ONLY_DTYPES, torch_ops
+
 
 def timestep_sinusoid(
     values: torch.Tensor,
@@ -36,15 +38,16 @@ def timestep_sinusoid(
 
 
 class TimestepEmbedding(nn.Module):
-    """``linear_1`` -> SiLU -> ``linear_2`` (used for the time and the stage-1 stride embedding)."""
+    """``linear_1`` -> SiLU -> ``linear_2`` (used for the time and the stage-1 stride embedding).
 
-    def __init__(self, in_dim: int, out_dim: int, dtype=None, device=None):
+    The input arrives in the compute dtype (callers cast the float32 sinusoid)."""
+
+    def __init__(self, in_dim: int, out_dim: int, dtype=None, device=None, operations=torch_ops):
         super().__init__()
-        self.linear_1 = nn.Linear(in_dim, out_dim, dtype=dtype, device=device)
-        self.linear_2 = nn.Linear(out_dim, out_dim, dtype=dtype, device=device)
+        self.linear_1 = operations.Linear(in_dim, out_dim, dtype=dtype, device=device)
+        self.linear_2 = operations.Linear(out_dim, out_dim, dtype=dtype, device=device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.linear_1.weight.dtype)
         return self.linear_2(F.silu(self.linear_1(x)))
 
 
@@ -62,10 +65,15 @@ def temporal_position_table(channels: int, max_len: int, device=None) -> torch.T
 
 
 class PositionalEncoding(nn.Module):
-    """Holds the temporal PE table as the persistent buffer ``pe`` (it is part of official checkpoints)."""
+    """Holds the temporal PE table as the persistent buffer ``pe`` (it is part of official checkpoints).
+
+    The table follows ``dtype`` except for float8 storage, where it stays float32 (it is tiny and added
+    to activations, so rounding it to 3 mantissa bits would only lose accuracy)."""
 
     def __init__(self, channels: int, max_len: int = 32, dtype=None, device=None):
         super().__init__()
+        if dtype in STORAGE_ONLY_DTYPES:
+            dtype = torch.float32
         if device is not None and torch.device(device).type == "meta":
             table = torch.empty(1, max_len, channels, device="meta", dtype=dtype or torch.float32)
         else:
@@ -118,9 +126,11 @@ def time_and_stride_embedding(
     dim: int,
     flip_sin_to_cos: bool,
     freq_shift: float,
+    dtype: torch.dtype,
 ) -> torch.Tensor:
-    """Stage-1 per-frame embedding ``(B, F, D)``: time MLP of t (broadcast) + stride MLP of each frame offset."""
+    """Stage-1 per-frame embedding ``(B, F, D)``: time MLP of t (broadcast) + stride MLP of each frame offset,
+    computed in ``dtype``."""
     batch, frames = stride.shape
-    t_emb = time_embedding(timestep_sinusoid(timesteps, dim, flip_sin_to_cos, freq_shift))
-    s_emb = stride_embedding(timestep_sinusoid(stride.reshape(-1), dim, flip_sin_to_cos, freq_shift))
+    t_emb = time_embedding(timestep_sinusoid(timesteps, dim, flip_sin_to_cos, freq_shift).to(dtype))
+    s_emb = stride_embedding(timestep_sinusoid(stride.reshape(-1), dim, flip_sin_to_cos, freq_shift).to(dtype))
     return t_emb[:, None] + s_emb.reshape(batch, frames, -1)

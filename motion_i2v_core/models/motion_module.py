@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from motion_i2v_core.models.embeddings import PositionalEncoding
+from motion_i2v_core.models.operations import torch_ops, weight_caster
 from motion_i2v_core.ops import get_op
 from motion_i2v_core.models.spatial_attention import FeedForward
 
@@ -50,17 +51,23 @@ class FlowWarpContext:
 
 
 class TemporalAttention(nn.Module):
-    """Self-attention over frames with the sinusoidal PE (buffer ``pos_encoder.pe``) added to its input."""
+    """Self-attention over frames with the sinusoidal PE (buffer ``pos_encoder.pe``) added to its input.
 
-    def __init__(self, dim: int, heads: int, pe_max_len: int = 32, dtype=None, device=None):
+    The motion-augmented op takes the raw projection weights; they come through the namespace's
+    ``cast_weight`` so that casting layers (fp8 storage, offloaded or patched weights) give what their
+    forward would use.
+    """
+
+    def __init__(self, dim: int, heads: int, pe_max_len: int = 32, dtype=None, device=None, operations=torch_ops):
         super().__init__()
         kw = dict(dtype=dtype, device=device)
         self.heads = heads
-        self.to_q = nn.Linear(dim, dim, bias=False, **kw)
-        self.to_k = nn.Linear(dim, dim, bias=False, **kw)
-        self.to_v = nn.Linear(dim, dim, bias=False, **kw)
-        self.to_out = nn.ModuleList([nn.Linear(dim, dim, **kw)])
+        self.to_q = operations.Linear(dim, dim, bias=False, **kw)
+        self.to_k = operations.Linear(dim, dim, bias=False, **kw)
+        self.to_v = operations.Linear(dim, dim, bias=False, **kw)
+        self.to_out = nn.ModuleList([operations.Linear(dim, dim, **kw)])
         self.pos_encoder = PositionalEncoding(dim, pe_max_len, **kw)
+        self.cast_weight = weight_caster(operations)
 
     def forward(
         self,
@@ -87,9 +94,9 @@ class TemporalAttention(nn.Module):
                 width=width,
                 pe=self.pos_encoder.pe,
                 heads=self.heads,
-                w_q=self.to_q.weight,
-                w_k=self.to_k.weight,
-                w_v=self.to_v.weight,
+                w_q=self.cast_weight(self.to_q, x),
+                w_k=self.cast_weight(self.to_k, x),
+                w_v=self.cast_weight(self.to_v, x),
                 official_compat=warp.official_compat,
             )
         return self.to_out[0](out)
@@ -98,13 +105,13 @@ class TemporalAttention(nn.Module):
 class TemporalTransformerBlock(nn.Module):
     """Two pre-LN temporal attentions (``attention_blocks.{0,1}``, ``norms.{0,1}``) + GEGLU feed-forward."""
 
-    def __init__(self, dim: int, heads: int, pe_max_len: int = 32, dtype=None, device=None):
+    def __init__(self, dim: int, heads: int, pe_max_len: int = 32, dtype=None, device=None, operations=torch_ops):
         super().__init__()
-        kw = dict(dtype=dtype, device=device)
+        kw = dict(dtype=dtype, device=device, operations=operations)
         self.attention_blocks = nn.ModuleList([TemporalAttention(dim, heads, pe_max_len, **kw) for _ in range(2)])
-        self.norms = nn.ModuleList([nn.LayerNorm(dim, eps=1e-5, **kw) for _ in range(2)])
+        self.norms = nn.ModuleList([operations.LayerNorm(dim, eps=1e-5, dtype=dtype, device=device) for _ in range(2)])
         self.ff = FeedForward(dim, **kw)
-        self.ff_norm = nn.LayerNorm(dim, eps=1e-5, **kw)
+        self.ff_norm = operations.LayerNorm(dim, eps=1e-5, dtype=dtype, device=device)
 
     def forward(self, x, num_frames, height, width, warp=None):
         for attn, norm in zip(self.attention_blocks, self.norms):
@@ -115,13 +122,18 @@ class TemporalTransformerBlock(nn.Module):
 class TemporalTransformer3D(nn.Module):
     """Per-frame ``GN (eps 1e-6) -> Linear proj_in -> block -> Linear proj_out -> + input``."""
 
-    def __init__(self, channels: int, heads: int, norm_groups: int = 32, pe_max_len: int = 32, dtype=None, device=None):
+    def __init__(
+        self, channels: int, heads: int, norm_groups: int = 32, pe_max_len: int = 32, dtype=None, device=None,
+        operations=torch_ops,
+    ):
         super().__init__()
         kw = dict(dtype=dtype, device=device)
-        self.norm = nn.GroupNorm(norm_groups, channels, eps=1e-6, affine=True, **kw)
-        self.proj_in = nn.Linear(channels, channels, **kw)
-        self.transformer_blocks = nn.ModuleList([TemporalTransformerBlock(channels, heads, pe_max_len, **kw)])
-        self.proj_out = nn.Linear(channels, channels, **kw)
+        self.norm = operations.GroupNorm(norm_groups, channels, eps=1e-6, affine=True, **kw)
+        self.proj_in = operations.Linear(channels, channels, **kw)
+        self.transformer_blocks = nn.ModuleList(
+            [TemporalTransformerBlock(channels, heads, pe_max_len, operations=operations, **kw)]
+        )
+        self.proj_out = operations.Linear(channels, channels, **kw)
 
     def forward(self, x: torch.Tensor, num_frames: int, warp: Optional[FlowWarpContext] = None) -> torch.Tensor:
         bf, c, h, w = x.shape
@@ -136,10 +148,13 @@ class TemporalTransformer3D(nn.Module):
 class VanillaTemporalModule(nn.Module):
     """Motion module on frame-batched ``(B*F, C, H, W)``; the time embedding and text are not used."""
 
-    def __init__(self, channels: int, heads: int = 8, norm_groups: int = 32, pe_max_len: int = 32, dtype=None, device=None):
+    def __init__(
+        self, channels: int, heads: int = 8, norm_groups: int = 32, pe_max_len: int = 32, dtype=None, device=None,
+        operations=torch_ops,
+    ):
         super().__init__()
         self.temporal_transformer = TemporalTransformer3D(
-            channels, heads, norm_groups, pe_max_len, dtype=dtype, device=device
+            channels, heads, norm_groups, pe_max_len, dtype=dtype, device=device, operations=operations
         )
 
     def forward(self, x: torch.Tensor, num_frames: int, warp: Optional[FlowWarpContext] = None) -> torch.Tensor:

@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from motion_i2v_core.models.operations import torch_ops
+
 
 def to_frames(x: torch.Tensor) -> torch.Tensor:
     """``(B, C, F, H, W)`` -> ``(B*F, C, H, W)``."""
@@ -38,16 +40,18 @@ class ResnetBlock3D(nn.Module):
         eps: float,
         dtype=None,
         device=None,
+        operations=torch_ops,
     ):
         super().__init__()
         kw = dict(dtype=dtype, device=device)
-        self.norm1 = nn.GroupNorm(groups, in_channels, eps=eps, affine=True, **kw)
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, **kw)
-        self.time_emb_proj = nn.Linear(temb_channels, out_channels, **kw)
-        self.norm2 = nn.GroupNorm(groups, out_channels, eps=eps, affine=True, **kw)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, **kw)
+        ops = operations
+        self.norm1 = ops.GroupNorm(groups, in_channels, eps=eps, affine=True, **kw)
+        self.conv1 = ops.Conv2d(in_channels, out_channels, 3, padding=1, **kw)
+        self.time_emb_proj = ops.Linear(temb_channels, out_channels, **kw)
+        self.norm2 = ops.GroupNorm(groups, out_channels, eps=eps, affine=True, **kw)
+        self.conv2 = ops.Conv2d(out_channels, out_channels, 3, padding=1, **kw)
         self.conv_shortcut = (
-            nn.Conv2d(in_channels, out_channels, 1, **kw) if in_channels != out_channels else None
+            ops.Conv2d(in_channels, out_channels, 1, **kw) if in_channels != out_channels else None
         )
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
@@ -61,9 +65,9 @@ class ResnetBlock3D(nn.Module):
 class Downsample3D(nn.Module):
     """Per-frame 3x3 conv, stride 2, padding 1."""
 
-    def __init__(self, channels: int, dtype=None, device=None):
+    def __init__(self, channels: int, dtype=None, device=None, operations=torch_ops):
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1, dtype=dtype, device=device)
+        self.conv = operations.Conv2d(channels, channels, 3, stride=2, padding=1, dtype=dtype, device=device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x)
@@ -72,9 +76,9 @@ class Downsample3D(nn.Module):
 class Upsample3D(nn.Module):
     """Nearest upsampling of H, W to ``size`` (default x2), then a per-frame 3x3 conv."""
 
-    def __init__(self, channels: int, dtype=None, device=None):
+    def __init__(self, channels: int, dtype=None, device=None, operations=torch_ops):
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1, dtype=dtype, device=device)
+        self.conv = operations.Conv2d(channels, channels, 3, padding=1, dtype=dtype, device=device)
 
     def forward(self, x: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
         if size is None:

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from motion_i2v_core.models.operations import torch_ops
 from motion_i2v_core.ops import get_op
 
 
@@ -17,14 +18,16 @@ class CrossAttention(nn.Module):
     Self-attention when ``context_dim`` is None. ``heads`` is the number of heads (head dim = dim/heads).
     """
 
-    def __init__(self, dim: int, heads: int, context_dim: Optional[int] = None, dtype=None, device=None):
+    def __init__(
+        self, dim: int, heads: int, context_dim: Optional[int] = None, dtype=None, device=None, operations=torch_ops
+    ):
         super().__init__()
         kw = dict(dtype=dtype, device=device)
         self.heads = heads
-        self.to_q = nn.Linear(dim, dim, bias=False, **kw)
-        self.to_k = nn.Linear(context_dim or dim, dim, bias=False, **kw)
-        self.to_v = nn.Linear(context_dim or dim, dim, bias=False, **kw)
-        self.to_out = nn.ModuleList([nn.Linear(dim, dim, **kw)])
+        self.to_q = operations.Linear(dim, dim, bias=False, **kw)
+        self.to_k = operations.Linear(context_dim or dim, dim, bias=False, **kw)
+        self.to_v = operations.Linear(context_dim or dim, dim, bias=False, **kw)
+        self.to_out = nn.ModuleList([operations.Linear(dim, dim, **kw)])
 
     def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None, repeat: int = 1) -> torch.Tensor:
         """``x (N, L, C)``; ``context (N // repeat, M, D)``: each context row serves ``repeat`` consecutive
@@ -43,9 +46,9 @@ class CrossAttention(nn.Module):
 class GEGLU(nn.Module):
     """``proj`` to 2*inner, ``a * gelu(g)`` with the first half as value and exact (erf) GELU."""
 
-    def __init__(self, dim: int, inner: int, dtype=None, device=None):
+    def __init__(self, dim: int, inner: int, dtype=None, device=None, operations=torch_ops):
         super().__init__()
-        self.proj = nn.Linear(dim, 2 * inner, dtype=dtype, device=device)
+        self.proj = operations.Linear(dim, 2 * inner, dtype=dtype, device=device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, gate = self.proj(x).chunk(2, dim=-1)
@@ -55,11 +58,12 @@ class GEGLU(nn.Module):
 class FeedForward(nn.Module):
     """GEGLU feed-forward ``net.0`` (C -> 8C -> split) and ``net.2`` (4C -> C); ``net.1`` is dropout(0)."""
 
-    def __init__(self, dim: int, mult: int = 4, dtype=None, device=None):
+    def __init__(self, dim: int, mult: int = 4, dtype=None, device=None, operations=torch_ops):
         super().__init__()
         inner = dim * mult
+        kw = dict(dtype=dtype, device=device)
         self.net = nn.ModuleList(
-            [GEGLU(dim, inner, dtype=dtype, device=device), nn.Identity(), nn.Linear(inner, dim, dtype=dtype, device=device)]
+            [GEGLU(dim, inner, operations=operations, **kw), nn.Identity(), operations.Linear(inner, dim, **kw)]
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -71,15 +75,15 @@ class FeedForward(nn.Module):
 class BasicTransformerBlock(nn.Module):
     """Pre-LN block: self-attention, cross-attention to the text, GEGLU feed-forward (LayerNorm eps 1e-5)."""
 
-    def __init__(self, dim: int, heads: int, context_dim: int, dtype=None, device=None):
+    def __init__(self, dim: int, heads: int, context_dim: int, dtype=None, device=None, operations=torch_ops):
         super().__init__()
         kw = dict(dtype=dtype, device=device)
-        self.attn1 = CrossAttention(dim, heads, **kw)
-        self.ff = FeedForward(dim, **kw)
-        self.attn2 = CrossAttention(dim, heads, context_dim=context_dim, **kw)
-        self.norm1 = nn.LayerNorm(dim, eps=1e-5, **kw)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-5, **kw)
-        self.norm3 = nn.LayerNorm(dim, eps=1e-5, **kw)
+        self.attn1 = CrossAttention(dim, heads, operations=operations, **kw)
+        self.ff = FeedForward(dim, operations=operations, **kw)
+        self.attn2 = CrossAttention(dim, heads, context_dim=context_dim, operations=operations, **kw)
+        self.norm1 = operations.LayerNorm(dim, eps=1e-5, **kw)
+        self.norm2 = operations.LayerNorm(dim, eps=1e-5, **kw)
+        self.norm3 = operations.LayerNorm(dim, eps=1e-5, **kw)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, repeat: int) -> torch.Tensor:
         x = x + self.attn1(self.norm1(x))
@@ -94,13 +98,18 @@ class SpatialTransformer3D(nn.Module):
     Works on frame-batched ``(B*F, C, H, W)``; ``context`` is ``(B, M, D)``, shared by the F frames.
     """
 
-    def __init__(self, channels: int, heads: int, context_dim: int, norm_groups: int, dtype=None, device=None):
+    def __init__(
+        self, channels: int, heads: int, context_dim: int, norm_groups: int, dtype=None, device=None,
+        operations=torch_ops,
+    ):
         super().__init__()
         kw = dict(dtype=dtype, device=device)
-        self.norm = nn.GroupNorm(norm_groups, channels, eps=1e-6, affine=True, **kw)
-        self.proj_in = nn.Conv2d(channels, channels, 1, **kw)
-        self.transformer_blocks = nn.ModuleList([BasicTransformerBlock(channels, heads, context_dim, **kw)])
-        self.proj_out = nn.Conv2d(channels, channels, 1, **kw)
+        self.norm = operations.GroupNorm(norm_groups, channels, eps=1e-6, affine=True, **kw)
+        self.proj_in = operations.Conv2d(channels, channels, 1, **kw)
+        self.transformer_blocks = nn.ModuleList(
+            [BasicTransformerBlock(channels, heads, context_dim, operations=operations, **kw)]
+        )
+        self.proj_out = operations.Conv2d(channels, channels, 1, **kw)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, num_frames: int) -> torch.Tensor:
         bf, c, h, w = x.shape

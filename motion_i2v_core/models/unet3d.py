@@ -17,33 +17,43 @@ from motion_i2v_core.models.config import UNetConfig
 from motion_i2v_core.models.controlnet import ControlNet3D
 from motion_i2v_core.models.embeddings import TimestepEmbedding, batch_stride, batch_timesteps, time_and_stride_embedding, timestep_sinusoid
 from motion_i2v_core.models.motion_module import FlowWarpContext
+from motion_i2v_core.models.operations import resolve_compute_dtype, torch_ops
 from motion_i2v_core.models.resnet import from_frames, to_frames
 from motion_i2v_core.models.unet_blocks import UNetMidBlock3DCrossAttn, build_down_blocks, build_up_blocks
 
 
 class UNet3D(nn.Module):
-    """Shared body: ``conv_in``, ``time_embedding``, down / mid / up blocks, ``conv_norm_out``, ``conv_out``."""
+    """Shared body: ``conv_in``, ``time_embedding``, down / mid / up blocks, ``conv_norm_out``, ``conv_out``.
 
-    def __init__(self, cfg: UNetConfig, dtype=None, device=None):
+    ``dtype``/``device``/``operations`` build the layers (see ``models.operations``); ``compute_dtype`` is the
+    dtype inputs are cast to and activations use (default: that of the weights; required for float8 weights).
+    """
+
+    def __init__(self, cfg: UNetConfig, dtype=None, device=None, operations=torch_ops, compute_dtype=None):
         super().__init__()
-        kw = dict(dtype=dtype, device=device)
+        kw = dict(dtype=dtype, device=device, operations=operations)
         self.config = cfg
+        self.compute_dtype = compute_dtype
         c0 = cfg.block_out_channels[0]
-        self.conv_in = nn.Conv2d(cfg.in_channels, c0, 3, padding=1, **kw)
+        self.conv_in = operations.Conv2d(cfg.in_channels, c0, 3, padding=1, dtype=dtype, device=device)
         self.time_embedding = TimestepEmbedding(c0, cfg.time_embed_dim, **kw)
         self.down_blocks = build_down_blocks(cfg, **kw)
         self.mid_block = UNetMidBlock3DCrossAttn(cfg, cfg.block_out_channels[-1], **kw)
         self.up_blocks = build_up_blocks(cfg, **kw)
-        self.conv_norm_out = nn.GroupNorm(cfg.norm_num_groups, c0, eps=cfg.norm_eps, affine=True, **kw)
-        self.conv_out = nn.Conv2d(c0, cfg.out_channels, 3, padding=1, **kw)
+        self.conv_norm_out = operations.GroupNorm(
+            cfg.norm_num_groups, c0, eps=cfg.norm_eps, affine=True, dtype=dtype, device=device
+        )
+        self.conv_out = operations.Conv2d(c0, cfg.out_channels, 3, padding=1, dtype=dtype, device=device)
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.conv_in.weight.dtype
+        """The compute dtype (inputs are cast to it)."""
+        return resolve_compute_dtype(self.conv_in.weight.dtype, self.compute_dtype)
 
     def _sinusoid(self, values: torch.Tensor) -> torch.Tensor:
         cfg = self.config
-        return timestep_sinusoid(values, cfg.block_out_channels[0], cfg.flip_sin_to_cos, cfg.freq_shift)
+        emb = timestep_sinusoid(values, cfg.block_out_channels[0], cfg.flip_sin_to_cos, cfg.freq_shift)
+        return emb.to(self.dtype)
 
     def _check_inputs(self, sample: torch.Tensor, context: torch.Tensor) -> None:
         cfg = self.config
@@ -79,13 +89,17 @@ class FlowUNet(UNet3D):
     child ``controlnet`` adds its residuals to the 12 skips and to the mid-block output (x ``control_scale``).
     """
 
-    def __init__(self, cfg: UNetConfig, with_controlnet: bool = True, dtype=None, device=None):
+    def __init__(
+        self, cfg: UNetConfig, with_controlnet: bool = True, dtype=None, device=None, operations=torch_ops,
+        compute_dtype=None,
+    ):
         if not cfg.stride_embedding:
             raise ValueError("FlowUNet needs a config with stride_embedding=True (e.g. UNetConfig.sd15_flow())")
-        super().__init__(cfg, dtype=dtype, device=device)
+        kw = dict(dtype=dtype, device=device, operations=operations)
+        super().__init__(cfg, compute_dtype=compute_dtype, **kw)
         c0 = cfg.block_out_channels[0]
-        self.stride_embedding = TimestepEmbedding(c0, cfg.time_embed_dim, dtype=dtype, device=device)
-        self.controlnet = ControlNet3D(cfg, dtype=dtype, device=device) if with_controlnet else None
+        self.stride_embedding = TimestepEmbedding(c0, cfg.time_embed_dim, **kw)
+        self.controlnet = ControlNet3D(cfg, compute_dtype=compute_dtype, **kw) if with_controlnet else None
         self.control_scale = 1.0
 
     def forward(
@@ -113,7 +127,7 @@ class FlowUNet(UNet3D):
         emb = time_and_stride_embedding(
             self.time_embedding, self.stride_embedding, batch_timesteps(timestep, batch, sample.device),
             batch_stride(stride, batch, frames, sample.device), cfg.block_out_channels[0],
-            cfg.flip_sin_to_cos, cfg.freq_shift,
+            cfg.flip_sin_to_cos, cfg.freq_shift, dtype,
         )
         temb = emb.reshape(batch * frames, -1)
         context = context.to(dtype)
@@ -147,10 +161,10 @@ class RenderUNet(UNet3D):
     temporal attention (reference features forward-splatted along the flow).
     """
 
-    def __init__(self, cfg: UNetConfig, dtype=None, device=None):
+    def __init__(self, cfg: UNetConfig, dtype=None, device=None, operations=torch_ops, compute_dtype=None):
         if cfg.stride_embedding:
             raise ValueError("RenderUNet has no stride embedding: use a config with stride_embedding=False")
-        super().__init__(cfg, dtype=dtype, device=device)
+        super().__init__(cfg, dtype=dtype, device=device, operations=operations, compute_dtype=compute_dtype)
 
     def _check_flow(self, flow: torch.Tensor, batch: int, frames: int) -> torch.Tensor:
         if flow.ndim == 4:

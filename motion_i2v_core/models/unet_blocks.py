@@ -14,6 +14,7 @@ from torch import nn
 
 from motion_i2v_core.models.config import UNetConfig
 from motion_i2v_core.models.motion_module import FlowWarpContext, VanillaTemporalModule
+from motion_i2v_core.models.operations import torch_ops
 from motion_i2v_core.models.resnet import Downsample3D, ResnetBlock3D, Upsample3D
 from motion_i2v_core.models.spatial_attention import SpatialTransformer3D
 
@@ -48,9 +49,10 @@ class DownBlock3D(nn.Module):
         cross_attention: bool = False,
         dtype=None,
         device=None,
+        operations=torch_ops,
     ):
         super().__init__()
-        kw = dict(dtype=dtype, device=device)
+        kw = dict(dtype=dtype, device=device, operations=operations)
         self.resnets = nn.ModuleList(
             [_resnet(cfg, in_channels if i == 0 else out_channels, out_channels, **kw) for i in range(num_layers)]
         )
@@ -83,16 +85,16 @@ class DownBlock3D(nn.Module):
 
 
 class CrossAttnDownBlock3D(DownBlock3D):
-    def __init__(self, cfg, in_channels, out_channels, num_layers, add_downsample, dtype=None, device=None):
-        super().__init__(cfg, in_channels, out_channels, num_layers, add_downsample, True, dtype=dtype, device=device)
+    def __init__(self, cfg, in_channels, out_channels, num_layers, add_downsample, **kw):
+        super().__init__(cfg, in_channels, out_channels, num_layers, add_downsample, True, **kw)
 
 
 class UNetMidBlock3DCrossAttn(nn.Module):
     """ResNet 0 -> spatial transformer 0 -> motion module 0 -> ResNet 1."""
 
-    def __init__(self, cfg: UNetConfig, channels: int, dtype=None, device=None):
+    def __init__(self, cfg: UNetConfig, channels: int, dtype=None, device=None, operations=torch_ops):
         super().__init__()
-        kw = dict(dtype=dtype, device=device)
+        kw = dict(dtype=dtype, device=device, operations=operations)
         self.resnets = nn.ModuleList([_resnet(cfg, channels, channels, **kw) for _ in range(2)])
         self.attentions = nn.ModuleList([_spatial_transformer(cfg, channels, **kw)])
         self.motion_modules = nn.ModuleList([_motion_module(cfg, channels, **kw)])
@@ -120,9 +122,10 @@ class UpBlock3D(nn.Module):
         cross_attention: bool = False,
         dtype=None,
         device=None,
+        operations=torch_ops,
     ):
         super().__init__()
-        kw = dict(dtype=dtype, device=device)
+        kw = dict(dtype=dtype, device=device, operations=operations)
         num_layers = len(skip_channels)
         self.resnets = nn.ModuleList(
             [
@@ -160,8 +163,8 @@ class UpBlock3D(nn.Module):
 
 
 class CrossAttnUpBlock3D(UpBlock3D):
-    def __init__(self, cfg, prev_channels, out_channels, skip_channels, add_upsample, dtype=None, device=None):
-        super().__init__(cfg, prev_channels, out_channels, skip_channels, add_upsample, True, dtype=dtype, device=device)
+    def __init__(self, cfg, prev_channels, out_channels, skip_channels, add_upsample, **kw):
+        super().__init__(cfg, prev_channels, out_channels, skip_channels, add_upsample, True, **kw)
 
 
 def skip_channels(cfg: UNetConfig) -> list[int]:
@@ -175,19 +178,19 @@ def skip_channels(cfg: UNetConfig) -> list[int]:
     return chans
 
 
-def build_down_blocks(cfg: UNetConfig, dtype=None, device=None) -> nn.ModuleList:
+def build_down_blocks(cfg: UNetConfig, **kw) -> nn.ModuleList:
     """SD1.5 layout: cross-attention blocks with a downsampler, the last level a plain block without."""
     blocks = []
     last = len(cfg.block_out_channels) - 1
     prev = cfg.block_out_channels[0]
     for i, c in enumerate(cfg.block_out_channels):
         cls = CrossAttnDownBlock3D if i < last else DownBlock3D
-        blocks.append(cls(cfg, prev, c, cfg.layers_per_block, i < last, dtype=dtype, device=device))
+        blocks.append(cls(cfg, prev, c, cfg.layers_per_block, i < last, **kw))
         prev = c
     return nn.ModuleList(blocks)
 
 
-def build_up_blocks(cfg: UNetConfig, dtype=None, device=None) -> nn.ModuleList:
+def build_up_blocks(cfg: UNetConfig, **kw) -> nn.ModuleList:
     """Mirror of the down path: a plain block first, then cross-attention blocks; layers_per_block + 1 layers."""
     skips = skip_channels(cfg)
     reversed_channels = list(reversed(cfg.block_out_channels))
@@ -197,6 +200,6 @@ def build_up_blocks(cfg: UNetConfig, dtype=None, device=None) -> nn.ModuleList:
     for i, c in enumerate(reversed_channels):
         layer_skips = [skips.pop() for _ in range(cfg.layers_per_block + 1)]
         cls = UpBlock3D if i == 0 else CrossAttnUpBlock3D
-        blocks.append(cls(cfg, prev, c, layer_skips, i < last, dtype=dtype, device=device))
+        blocks.append(cls(cfg, prev, c, layer_skips, i < last, **kw))
         prev = c
     return nn.ModuleList(blocks)

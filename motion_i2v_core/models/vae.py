@@ -6,7 +6,8 @@ stage 1 and the stage-2 VAE. The official files use the *old* diffusers attentio
 here; files with the newer names (`to_q/to_k/to_v/to_out.0`) are renamed on load
 (`rename_attention_keys`).
 
-Images are (N, C, H, W); callers encode / decode video frame by frame.
+Images are (N, C, H, W); callers encode / decode video frame by frame. Every module takes
+``dtype``, ``device`` and ``operations`` (the layer namespace, see ``models.operations``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from motion_i2v_core.models.config import VAEConfig
+from motion_i2v_core.models.operations import torch_ops
 
 VAE_NORM_EPS = 1e-6  # diffusers' VAE blocks use 1e-6 everywhere (not the UNet's 1e-5)
 LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0
@@ -47,21 +49,23 @@ class DiagonalGaussian:
         return self.mean
 
 
-def _group_norm(channels: int, groups: int, dtype, device) -> nn.GroupNorm:
-    return nn.GroupNorm(groups, channels, eps=VAE_NORM_EPS, affine=True, dtype=dtype, device=device)
+def _group_norm(channels: int, groups: int, dtype, device, operations) -> nn.GroupNorm:
+    return operations.GroupNorm(groups, channels, eps=VAE_NORM_EPS, affine=True, dtype=dtype, device=device)
 
 
 class ResnetBlock2D(nn.Module):
     """GN-SiLU-conv twice plus a 1x1 shortcut when the width changes (no time embedding in a VAE)."""
 
-    def __init__(self, in_channels: int, out_channels: int, groups: int, dtype=None, device=None):
+    def __init__(self, in_channels: int, out_channels: int, groups: int, dtype=None, device=None,
+                 operations=torch_ops):
         super().__init__()
         kw = dict(dtype=dtype, device=device)
-        self.norm1 = _group_norm(in_channels, groups, **kw)
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, **kw)
-        self.norm2 = _group_norm(out_channels, groups, **kw)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, **kw)
-        self.conv_shortcut = (nn.Conv2d(in_channels, out_channels, 1, **kw)
+        ops = operations
+        self.norm1 = _group_norm(in_channels, groups, operations=ops, **kw)
+        self.conv1 = ops.Conv2d(in_channels, out_channels, 3, padding=1, **kw)
+        self.norm2 = _group_norm(out_channels, groups, operations=ops, **kw)
+        self.conv2 = ops.Conv2d(out_channels, out_channels, 3, padding=1, **kw)
+        self.conv_shortcut = (ops.Conv2d(in_channels, out_channels, 1, **kw)
                               if in_channels != out_channels else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,14 +78,14 @@ class ResnetBlock2D(nn.Module):
 class AttentionBlock(nn.Module):
     """Single-head self-attention over the H*W positions (old diffusers `AttentionBlock` names)."""
 
-    def __init__(self, channels: int, groups: int, dtype=None, device=None):
+    def __init__(self, channels: int, groups: int, dtype=None, device=None, operations=torch_ops):
         super().__init__()
         kw = dict(dtype=dtype, device=device)
-        self.group_norm = _group_norm(channels, groups, **kw)
-        self.query = nn.Linear(channels, channels, **kw)
-        self.key = nn.Linear(channels, channels, **kw)
-        self.value = nn.Linear(channels, channels, **kw)
-        self.proj_attn = nn.Linear(channels, channels, **kw)
+        self.group_norm = _group_norm(channels, groups, operations=operations, **kw)
+        self.query = operations.Linear(channels, channels, **kw)
+        self.key = operations.Linear(channels, channels, **kw)
+        self.value = operations.Linear(channels, channels, **kw)
+        self.proj_attn = operations.Linear(channels, channels, **kw)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
@@ -95,9 +99,9 @@ class AttentionBlock(nn.Module):
 
 
 class MidBlock2D(nn.Module):
-    def __init__(self, channels: int, groups: int, dtype=None, device=None):
+    def __init__(self, channels: int, groups: int, dtype=None, device=None, operations=torch_ops):
         super().__init__()
-        kw = dict(dtype=dtype, device=device)
+        kw = dict(dtype=dtype, device=device, operations=operations)
         # registration order = official key order: attentions before resnets
         self.attentions = nn.ModuleList([AttentionBlock(channels, groups, **kw)])
         self.resnets = nn.ModuleList([ResnetBlock2D(channels, channels, groups, **kw),
@@ -112,9 +116,9 @@ class MidBlock2D(nn.Module):
 class Downsample2D(nn.Module):
     """Asymmetric zero pad (right, bottom) then 3x3 stride-2 conv without padding."""
 
-    def __init__(self, channels: int, dtype=None, device=None):
+    def __init__(self, channels: int, dtype=None, device=None, operations=torch_ops):
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=0, dtype=dtype, device=device)
+        self.conv = operations.Conv2d(channels, channels, 3, stride=2, padding=0, dtype=dtype, device=device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.pad(x, (0, 1, 0, 1)))
@@ -123,9 +127,9 @@ class Downsample2D(nn.Module):
 class Upsample2D(nn.Module):
     """Nearest x2 then 3x3 conv."""
 
-    def __init__(self, channels: int, dtype=None, device=None):
+    def __init__(self, channels: int, dtype=None, device=None, operations=torch_ops):
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1, dtype=dtype, device=device)
+        self.conv = operations.Conv2d(channels, channels, 3, padding=1, dtype=dtype, device=device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.bfloat16:  # nearest upsampling has no bf16 kernel on some backends
@@ -136,9 +140,10 @@ class Upsample2D(nn.Module):
 
 
 class DownEncoderBlock2D(nn.Module):
-    def __init__(self, in_channels, out_channels, num_layers, groups, add_downsample, dtype=None, device=None):
+    def __init__(self, in_channels, out_channels, num_layers, groups, add_downsample, dtype=None, device=None,
+                 operations=torch_ops):
         super().__init__()
-        kw = dict(dtype=dtype, device=device)
+        kw = dict(dtype=dtype, device=device, operations=operations)
         self.resnets = nn.ModuleList([
             ResnetBlock2D(in_channels if i == 0 else out_channels, out_channels, groups, **kw)
             for i in range(num_layers)])
@@ -153,9 +158,10 @@ class DownEncoderBlock2D(nn.Module):
 
 
 class UpDecoderBlock2D(nn.Module):
-    def __init__(self, in_channels, out_channels, num_layers, groups, add_upsample, dtype=None, device=None):
+    def __init__(self, in_channels, out_channels, num_layers, groups, add_upsample, dtype=None, device=None,
+                 operations=torch_ops):
         super().__init__()
-        kw = dict(dtype=dtype, device=device)
+        kw = dict(dtype=dtype, device=device, operations=operations)
         self.resnets = nn.ModuleList([
             ResnetBlock2D(in_channels if i == 0 else out_channels, out_channels, groups, **kw)
             for i in range(num_layers)])
@@ -171,11 +177,12 @@ class UpDecoderBlock2D(nn.Module):
 
 class Encoder(nn.Module):
     def __init__(self, in_channels, latent_channels, block_out_channels, layers_per_block, groups,
-                 dtype=None, device=None):
+                 dtype=None, device=None, operations=torch_ops):
         super().__init__()
-        kw = dict(dtype=dtype, device=device)
+        kw = dict(dtype=dtype, device=device, operations=operations)
+        layer = dict(dtype=dtype, device=device)
         chans = list(block_out_channels)
-        self.conv_in = nn.Conv2d(in_channels, chans[0], 3, padding=1, **kw)
+        self.conv_in = operations.Conv2d(in_channels, chans[0], 3, padding=1, **layer)
         self.down_blocks = nn.ModuleList()
         prev = chans[0]
         for i, ch in enumerate(chans):
@@ -184,7 +191,7 @@ class Encoder(nn.Module):
             prev = ch
         self.mid_block = MidBlock2D(chans[-1], groups, **kw)
         self.conv_norm_out = _group_norm(chans[-1], groups, **kw)
-        self.conv_out = nn.Conv2d(chans[-1], 2 * latent_channels, 3, padding=1, **kw)  # mean + logvar
+        self.conv_out = operations.Conv2d(chans[-1], 2 * latent_channels, 3, padding=1, **layer)  # mean + logvar
 
     def forward(self, x):
         x = self.conv_in(x)
@@ -196,11 +203,12 @@ class Encoder(nn.Module):
 
 class Decoder(nn.Module):
     def __init__(self, latent_channels, out_channels, block_out_channels, layers_per_block, groups,
-                 dtype=None, device=None):
+                 dtype=None, device=None, operations=torch_ops):
         super().__init__()
-        kw = dict(dtype=dtype, device=device)
+        kw = dict(dtype=dtype, device=device, operations=operations)
+        layer = dict(dtype=dtype, device=device)
         rev = list(reversed(block_out_channels))
-        self.conv_in = nn.Conv2d(latent_channels, rev[0], 3, padding=1, **kw)
+        self.conv_in = operations.Conv2d(latent_channels, rev[0], 3, padding=1, **layer)
         self.up_blocks = nn.ModuleList()
         prev = rev[0]
         for i, ch in enumerate(rev):
@@ -210,7 +218,7 @@ class Decoder(nn.Module):
             prev = ch
         self.mid_block = MidBlock2D(rev[0], groups, **kw)
         self.conv_norm_out = _group_norm(block_out_channels[0], groups, **kw)
-        self.conv_out = nn.Conv2d(block_out_channels[0], out_channels, 3, padding=1, **kw)
+        self.conv_out = operations.Conv2d(block_out_channels[0], out_channels, 3, padding=1, **layer)
 
     def forward(self, z):
         x = self.conv_in(z)
@@ -227,28 +235,30 @@ class AutoencoderKL(nn.Module):
     No latent scaling inside: callers multiply by `scaling_factor` (0.18215) where the official code does.
     """
 
-    def __init__(self, cfg: VAEConfig | None = None, dtype=None, device=None, **shape):
+    def __init__(self, cfg: VAEConfig | None = None, dtype=None, device=None, operations=torch_ops, **shape):
         super().__init__()
         if cfg is None:
             cfg = VAEConfig(**shape)
         elif shape:
             raise TypeError("pass either cfg or keyword shape arguments, not both")
         self.config = cfg
-        kw = dict(dtype=dtype, device=device)
+        kw = dict(dtype=dtype, device=device, operations=operations)
+        layer = dict(dtype=dtype, device=device)
         blocks = tuple(cfg.block_out_channels)
         self.encoder = Encoder(cfg.in_channels, cfg.latent_channels, blocks, cfg.layers_per_block,
                                cfg.norm_num_groups, **kw)
         self.decoder = Decoder(cfg.latent_channels, cfg.out_channels, blocks, cfg.layers_per_block,
                                cfg.norm_num_groups, **kw)
-        self.quant_conv = nn.Conv2d(2 * cfg.latent_channels, 2 * cfg.latent_channels, 1, **kw)
-        self.post_quant_conv = nn.Conv2d(cfg.latent_channels, cfg.latent_channels, 1, **kw)
+        self.quant_conv = operations.Conv2d(2 * cfg.latent_channels, 2 * cfg.latent_channels, 1, **layer)
+        self.post_quant_conv = operations.Conv2d(cfg.latent_channels, cfg.latent_channels, 1, **layer)
 
     @classmethod
-    def from_config(cls, config: Mapping | VAEConfig, dtype=None, device=None) -> "AutoencoderKL":
+    def from_config(cls, config: Mapping | VAEConfig, dtype=None, device=None,
+                    operations=torch_ops) -> "AutoencoderKL":
         """Build from a diffusers `vae/config.json` dict (or a VAEConfig)."""
         if isinstance(config, Mapping):
             config = VAEConfig.from_diffusers(config)
-        return cls(config, dtype=dtype, device=device)
+        return cls(config, dtype=dtype, device=device, operations=operations)
 
     @property
     def scaling_factor(self) -> float:
