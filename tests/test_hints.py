@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from motion_i2v_core.motion.hints import MotionHints, parse_coord_str, parse_widget_json, rasterize_brush
+from motion_i2v_core.motion import hints as hints_module
+from motion_i2v_core.motion.brush import MAX_BRUSH_WORK, brush_work
+from motion_i2v_core.motion.hints import (MotionHints, build_motion_hints, hints_summary, parse_coord_str,
+                                          parse_widget_json, rasterize_brush)
 
 GOOD = {
     "version": 1,
@@ -145,3 +148,99 @@ def test_widget_json_round_trip():
     assert [t.tolist() for t in again.tracks] == [t.tolist() for t in h.tracks]
     assert torch.equal(again.movable_mask, h.movable_mask)
     assert json.loads(again.to_widget_json()) == json.loads(h.to_widget_json())
+
+
+# --------------------------------------------------------------------------------------------
+# Bounds: every limit is named in the error, and checked before the work it bounds
+# --------------------------------------------------------------------------------------------
+
+def _stroke(n=1, radius=3, point=(5, 5)):
+    return {"mode": "paint", "radius": radius, "points": [list(point)] * n}
+
+
+L = hints_module
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (_bad(brush=[_stroke(radius=1e9)]), "brush[0].radius: 1e+09 px is over the limit of 96 px"),
+        (_bad(brush=[_stroke(radius=1e300)]), "over the limit of 96 px"),
+        (_bad(brush=[_stroke()] * (L.MAX_STROKES + 1)), f"brush: {L.MAX_STROKES + 1:,} strokes, over the limit of {L.MAX_STROKES:,}"),
+        (_bad(tracks=[[[1, 1]]] * (L.MAX_TRACKS + 1)), f"over the limit of {L.MAX_TRACKS}"),
+        (_bad(tracks=[[[1, 1]] * (L.MAX_TRACK_POINTS + 1)]), f"tracks[0]: {L.MAX_TRACK_POINTS + 1:,} points, over the limit"),
+        (_bad(brush=[_stroke(n=L.MAX_POINTS // 2 + 1)] * 2), f"more than {L.MAX_POINTS:,} points in all"),
+        (_bad(tracks=[[[1e12, 1]]]), "tracks[0][0]: x = 1e+12 is outside -96..192"),
+        (_bad(brush=[_stroke(point=(5, -1e13))]), "brush[0].points[0]: y = -1e+13 is outside -64..128"),
+        (_bad(tracks=[[[10 ** 400, 1]]]), "two finite numbers"),
+        ('{"version":1,"width":8,"height":8,"tracks":[[[1,2]]],"x":' + "[" * 100000 + "]" * 100000 + "}",
+         f"nested 100001 levels deep, over the limit of {L.MAX_JSON_DEPTH}"),
+        ('{"version":1,"width":8,"height":8,"tracks":[[[1,' + "9" * 5000 + "]]]}", "not valid JSON"),
+        (" " * (L.MAX_JSON_CHARS + 1), None),  # blank: means no hints, whatever its length
+        ('{"a":"' + "x" * L.MAX_JSON_CHARS + '"}', f"over the limit of {L.MAX_JSON_CHARS:,}"),
+    ],
+)
+def test_limits_are_named_in_the_error(value, expected):
+    if expected is None:
+        assert parse_widget_json(value).is_empty
+        return
+    with pytest.raises(ValueError) as err:
+        parse_widget_json(value, rasterize=False)
+    assert expected in str(err.value), str(err.value)
+    assert len(str(err.value)) < 400, "messages never echo a whole pasted value"
+
+
+def test_brush_work_is_checked_before_drawing():
+    # 1000 full-canvas discs at 4096x4096: far over the limit, refused without drawing.
+    value = {"version": 1, "width": 4096, "height": 4096, "brush": [_stroke(n=1000, radius=4096, point=(2048, 2048))]}
+    assert brush_work(value["brush"], 4096, 4096) > MAX_BRUSH_WORK
+    with pytest.raises(ValueError, match="billion pixels, over the limit of 10 billion"):
+        parse_widget_json(value, rasterize=False)
+    # Accepted at the editor's size, refused at a 64x larger image (the radius scales with it).
+    small = json.dumps({"version": 1, "width": 64, "height": 64, "brush": [_stroke(n=700, radius=64, point=(32, 32))]})
+    assert parse_widget_json(small).movable_mask is not None
+    with pytest.raises(ValueError, match="at 4096x4096 would write about"):
+        build_motion_hints(small, 4096, 4096)
+
+
+def test_parse_only_does_not_rasterise():
+    h = parse_widget_json(GOOD, rasterize=False)
+    assert h.movable_mask is None and len(h.brush_strokes) == 2 and len(h.tracks) == 2
+
+
+def test_build_motion_hints_composites_once_on_the_mask():
+    base = torch.zeros(64, 96)
+    base[:, :10] = 1
+    h = build_motion_hints(json.dumps(GOOD), 96, 64, mask=base)
+    expected = rasterize_brush(GOOD["brush"], 96, 64, base=base)
+    assert torch.equal(h.movable_mask, expected)
+    assert h.movable_mask[30, 5] == 1 and h.movable_mask[20, 30] == 1 and h.movable_mask[20, 40] == 0
+    # the same as painting the strokes one by one onto the base
+    one_by_one = base.clone()
+    for s in GOOD["brush"]:
+        one_by_one[rasterize_brush([dict(s, mode="paint")], 96, 64) > 0] = float(s["mode"] == "paint")
+    assert torch.equal(h.movable_mask, one_by_one)
+
+
+def test_summary_counts_instead_of_points():
+    many = dict(GOOD, tracks=[[[1.0 * i, 2.0]] * 900 for i in range(50)] + [[[-5, 3], [150, 3]]])
+    h = build_motion_hints(json.dumps(many), 96, 64)
+    summary = hints_summary(h)
+    assert summary["track_count"] == 51 and summary["track_points"] == [900] * 50 + [2]
+    assert summary["track_ends"][-1] == [[-5, 3], [150, 3]] and summary["clamped_points"] == 2
+    assert summary["stroke_count"] == 2 and summary["brush_points"] == 3
+    assert len(json.dumps(summary)) < 5000
+
+
+@pytest.mark.parametrize(
+    "s, expected",
+    [("[" * 5000 + "]" * 5000, "nested 5000 levels deep"),
+     (json.dumps([[{"x": 1, "y": 1}]] * (L.MAX_TRACKS + 1)), f"over the limit of {L.MAX_TRACKS}"),
+     (json.dumps([{"x": 1, "y": 1}] * (L.MAX_TRACK_POINTS + 1)), f"coord_str[0]: {L.MAX_TRACK_POINTS + 1:,} points"),
+     ('[{"x": 1e12, "y": 1}]', "coord_str[0][0]: x = 1e+12 is outside -64..128"),
+     ("[{'x': [[[[[[[[[[1]]]]]]]]]], 'y': 1}]", "nested 12 levels deep")],
+)
+def test_coord_str_limits(s, expected):
+    with pytest.raises(ValueError) as err:
+        parse_coord_str(s, 64, 64)
+    assert expected in str(err.value), str(err.value)

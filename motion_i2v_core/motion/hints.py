@@ -6,6 +6,10 @@ Sources:
 * a ComfyUI MASK used as the brush (:meth:`MotionHints.from_mask`).
 
 All coordinates are in the hint image's pixel space (``width x height``; x right, y down).
+
+Every reader checks bounds before any work that grows with them (text length, nesting depth,
+counts of strokes, tracks and points, radius, coordinate range) and names the limit when one is
+exceeded; every failure is a ValueError with the field path and what was expected.
 """
 
 from __future__ import annotations
@@ -18,9 +22,21 @@ import cv2
 import numpy as np
 import torch
 
+from motion_i2v_core.motion.brush import check_brush_work, rasterize_brush
+
 WIDGET_FORMAT_VERSION = 1
 MAX_SIZE = 16384
 BRUSH_MODES = ("paint", "erase")
+# Bounds of what the readers accept. The editor writes far less: a vertex every 0.2 radius, a radius
+# up to a quarter of the image, points inside the image.
+MAX_JSON_CHARS = 4_000_000
+MAX_JSON_DEPTH = 8           # format v1 nests 5 deep, coord_str 3
+MAX_STROKES = 5000
+MAX_TRACKS = 100
+MAX_TRACK_POINTS = 1000
+MAX_POINTS = 100_000         # all strokes and tracks together
+COORD_MARGIN = 1.0           # points may lie up to one image size outside the image
+MAX_COORD = 4 * MAX_SIZE     # the range for coord_str points when no image size is given
 
 
 @dataclass
@@ -99,23 +115,103 @@ def _num(v) -> float | int:
 
 
 # --------------------------------------------------------------------------------------------
+# Bounded JSON reading
+# --------------------------------------------------------------------------------------------
+
+def _nesting_depth(text: str) -> int:
+    """Deepest bracket nesting of ``text`` (brackets inside strings count too: an upper bound)."""
+    b = np.frombuffer(text.encode("utf-8", "replace"), np.uint8)
+    step = ((b == ord("[")) | (b == ord("{"))).astype(np.int32) - ((b == ord("]")) | (b == ord("}")))
+    return int(np.cumsum(step).max()) if len(step) else 0
+
+
+def load_json_bounded(text: str, what: str):
+    """``json.loads`` after checking length and nesting, so that neither can exhaust the reader."""
+    if len(text) > MAX_JSON_CHARS:
+        raise ValueError(f"{what}: {len(text):,} characters, over the limit of {MAX_JSON_CHARS:,}")
+    depth = _nesting_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"{what}: brackets nested {depth} levels deep, over the limit of {MAX_JSON_DEPTH}")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{what}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    except (ValueError, RecursionError) as e:  # e.g. an integer of more than 4300 digits
+        raise ValueError(f"{what}: not valid JSON ({e})") from None
+
+
+class _Budget:
+    """Counts points across a whole value, raising when MAX_POINTS is exceeded."""
+
+    def __init__(self) -> None:
+        self.points = 0
+
+    def take(self, n: int, path: str) -> None:
+        self.points += n
+        if self.points > MAX_POINTS:
+            raise ValueError(f"{path}: more than {MAX_POINTS:,} points in all, over the limit; "
+                             f"draw fewer or shorter strokes and tracks")
+
+
+def _count(items, limit: int, path: str, what: str) -> None:
+    if len(items) > limit:
+        raise ValueError(f"{path}: {len(items):,} {what}, over the limit of {limit:,}")
+
+
+def _is_number(v) -> bool:
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+class _Range:
+    """The accepted coordinate range: the image and a margin around it."""
+
+    def __init__(self, width: int | None, height: int | None) -> None:
+        if width and height:
+            mx, my = COORD_MARGIN * width, COORD_MARGIN * height
+            self.x, self.y = (-mx, width + mx), (-my, height + my)
+            self.why = f"up to one image size around the {width}x{height} image"
+        else:
+            self.x = self.y = (-MAX_COORD, MAX_COORD)
+            self.why = "the accepted range"
+
+    def check(self, x: float, y: float, path: str) -> None:
+        for name, v, (lo, hi) in (("x", x, self.x), ("y", y, self.y)):
+            if not lo <= v <= hi:
+                raise ValueError(f"{path}: {name} = {v:g} is outside {lo:g}..{hi:g} ({self.why})")
+
+
+# --------------------------------------------------------------------------------------------
 # Widget JSON (format v1)
 # --------------------------------------------------------------------------------------------
 
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _point(v, path: str) -> list[float]:
+def _point(v, path: str, area: _Range) -> list[float]:
     if not isinstance(v, (list, tuple)) or len(v) != 2 or not all(_is_number(c) for c in v):
-        raise ValueError(f"{path}: expected a point [x, y] of two finite numbers, got {v!r}")
-    return [float(v[0]), float(v[1])]
+        raise ValueError(f"{path}: expected a point [x, y] of two finite numbers, got {_short(v)}")
+    x, y = float(v[0]), float(v[1])
+    area.check(x, y, path)
+    return [x, y]
 
 
-def _points(v, path: str, what: str) -> list[list[float]]:
+def _points(v, path: str, what: str, area: _Range, budget: _Budget, limit: int = MAX_POINTS) -> list[list[float]]:
     if not isinstance(v, (list, tuple)) or len(v) == 0:
-        raise ValueError(f"{path}: expected {what}: a non-empty list of [x, y] points, got {v!r}")
-    return [_point(p, f"{path}[{j}]") for j, p in enumerate(v)]
+        raise ValueError(f"{path}: expected {what}: a non-empty list of [x, y] points, got {_short(v)}")
+    _count(v, limit, path, "points")
+    budget.take(len(v), path)
+    return [_point(p, f"{path}[{j}]", area) for j, p in enumerate(v)]
+
+
+def _short(v, limit: int = 80) -> str:
+    """repr(v) cut to ``limit`` characters (never a whole pasted value in a message)."""
+    try:
+        text = json.dumps(v)
+    except (TypeError, ValueError):
+        text = type(v).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _size(value: dict, key: str) -> int:
@@ -123,98 +219,90 @@ def _size(value: dict, key: str) -> int:
     if isinstance(v, float) and v.is_integer():
         v = int(v)
     if not isinstance(v, int) or isinstance(v, bool) or not 0 < v <= MAX_SIZE:
-        raise ValueError(f"{key}: expected a positive integer <= {MAX_SIZE} (image size in pixels), got {v!r}")
+        raise ValueError(f"{key}: expected a positive integer <= {MAX_SIZE} (image size in pixels), got {_short(v)}")
     return v
 
 
-def parse_widget_json(value) -> MotionHints:
+def _stroke(s, path: str, area: _Range, budget: _Budget, max_radius: int) -> dict:
+    if not isinstance(s, dict):
+        raise ValueError(f"{path}: expected a stroke object {{mode, radius, points}}, got {_short(s)}")
+    mode = s.get("mode")
+    if mode not in BRUSH_MODES:
+        raise ValueError(f"{path}.mode: expected 'paint' or 'erase', got {_short(mode)}")
+    radius = s.get("radius")
+    if not _is_number(radius) or radius <= 0:
+        raise ValueError(f"{path}.radius: expected a positive number of pixels, got {_short(radius)}")
+    if radius > max_radius:
+        raise ValueError(f"{path}.radius: {radius:g} px is over the limit of {max_radius} px "
+                         f"(the longer side of the image)")
+    pts = _points(s.get("points"), f"{path}.points", "the stroke", area, budget)
+    return {"mode": mode, "radius": float(radius), "points": pts}
+
+
+def _list_field(value: dict, key: str, what: str) -> list:
+    items = value.get(key, [])
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise ValueError(f"{key}: expected a list of {what}, got {type(items).__name__}")
+    return items
+
+
+def parse_widget_json(value, rasterize: bool = True) -> MotionHints:
     """Parse the editor widget value (format v1; a JSON string or an already decoded dict).
 
     ``""``, ``"{}"``, ``None`` and ``{}`` mean "no hints". Every error is a ValueError naming the
-    field path (e.g. ``tracks[1][2]``) and what was expected.
+    field path (e.g. ``tracks[1][2]``) and what was expected, or the limit that was exceeded.
+    :param rasterize: also rasterise the brush at the hint size into ``movable_mask``; False only
+        parses and checks (strokes in ``brush_strokes``, ``movable_mask`` None), for validation and
+        for callers that rasterise at another size (:func:`build_motion_hints`).
     """
     if value is None:
         return MotionHints()
     if isinstance(value, str):
         if not value.strip():
             return MotionHints()
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"motion hints: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+        value = load_json_bounded(value, "motion hints")
     if not isinstance(value, dict):
         raise ValueError(f"motion hints: expected a JSON object, got {type(value).__name__}")
     if not value:
         return MotionHints()
     version = value.get("version")
     if version != WIDGET_FORMAT_VERSION or isinstance(version, bool):
-        raise ValueError(f"version: expected {WIDGET_FORMAT_VERSION}, got {version!r} (unknown motion-hints format)")
+        raise ValueError(f"version: expected {WIDGET_FORMAT_VERSION}, got {_short(version)} (unknown motion-hints format)")
     width = _size(value, "width")
     height = _size(value, "height")
+    area, budget = _Range(width, height), _Budget()
 
-    brush = value.get("brush", [])
-    if brush is None:
-        brush = []
-    if not isinstance(brush, list):
-        raise ValueError(f"brush: expected a list of strokes, got {type(brush).__name__}")
-    strokes = []
-    for i, s in enumerate(brush):
-        path = f"brush[{i}]"
-        if not isinstance(s, dict):
-            raise ValueError(f"{path}: expected a stroke object {{mode, radius, points}}, got {s!r}")
-        mode = s.get("mode")
-        if mode not in BRUSH_MODES:
-            raise ValueError(f"{path}.mode: expected 'paint' or 'erase', got {mode!r}")
-        radius = s.get("radius")
-        if not _is_number(radius) or radius <= 0:
-            raise ValueError(f"{path}.radius: expected a positive number of pixels, got {radius!r}")
-        pts = _points(s.get("points"), f"{path}.points", "the stroke")
-        strokes.append({"mode": mode, "radius": float(radius), "points": pts})
+    brush = _list_field(value, "brush", "strokes")
+    _count(brush, MAX_STROKES, "brush", "strokes")
+    strokes = [_stroke(s, f"brush[{i}]", area, budget, max(width, height)) for i, s in enumerate(brush)]
+    check_brush_work(strokes, width, height)
 
-    tracks_in = value.get("tracks", [])
-    if tracks_in is None:
-        tracks_in = []
-    if not isinstance(tracks_in, list):
-        raise ValueError(f"tracks: expected a list of tracks, got {type(tracks_in).__name__}")
-    tracks = [np.asarray(_points(t, f"tracks[{i}]", "a track"), np.float64) for i, t in enumerate(tracks_in)]
+    tracks_in = _list_field(value, "tracks", "tracks")
+    _count(tracks_in, MAX_TRACKS, "tracks", "tracks")
+    tracks = [np.asarray(_points(t, f"tracks[{i}]", "a track", area, budget, MAX_TRACK_POINTS), np.float64)
+              for i, t in enumerate(tracks_in)]
 
     movable = None
-    if strokes:
+    if strokes and rasterize:
         m = rasterize_brush(strokes, width, height)
         if bool(m.any()):
             movable = m
     return MotionHints(tracks, movable, width, height, [], strokes)
 
 
-def rasterize_brush(strokes, width: int, height: int) -> torch.Tensor:
-    """Rasterise brush strokes in order (paint -> 1, erase -> 0) as round-capped polylines.
-
-    Each segment is a line of thickness ``2r + 1`` plus a disc of radius ``r`` at every point
-    (round caps and joins; a one-point stroke is a disc).
-    :return: (height, width) float32 {0, 1}
-    """
-    canvas = np.zeros((height, width), np.uint8)
-    for s in strokes:
-        color = 1 if s["mode"] == "paint" else 0
-        r = max(int(round(float(s["radius"]))), 0)
-        pts = [(int(round(x)), int(round(y))) for x, y in s["points"]]
-        for a, b in zip(pts[:-1], pts[1:]):
-            cv2.line(canvas, a, b, color, thickness=2 * r + 1, lineType=cv2.LINE_8)
-        for p in pts:
-            cv2.circle(canvas, p, r, color, thickness=-1, lineType=cv2.LINE_8)
-    return torch.from_numpy(canvas.astype(np.float32))
-
-
 # --------------------------------------------------------------------------------------------
 # KJNodes coord_str
 # --------------------------------------------------------------------------------------------
 
-def _coord_point(p, path: str) -> list[float]:
+def _coord_point(p, path: str, area: _Range) -> list[float]:
     if not isinstance(p, dict) or "x" not in p or "y" not in p:
-        raise ValueError(f"{path}: expected an object {{\"x\": .., \"y\": ..}}, got {p!r}")
+        raise ValueError(f"{path}: expected an object {{\"x\": .., \"y\": ..}}, got {_short(p)}")
     x, y = p["x"], p["y"]
     if not (_is_number(x) and _is_number(y)):
-        raise ValueError(f"{path}: x and y must be finite numbers, got {p!r}")
+        raise ValueError(f"{path}: x and y must be finite numbers, got {_short(p)}")
+    area.check(float(x), float(y), path)
     return [float(x), float(y)]
 
 
@@ -222,8 +310,8 @@ def parse_coord_str(coord_str: str, width: int | None = None, height: int | None
     """Tracks from KJNodes' spline-editor ``coord_str``.
 
     Accepts a JSON list of ``{"x": .., "y": ..}`` (one track) or a list of such lists (several
-    tracks). Coordinates are in the editor's pixel space (``width x height``, used only to check
-    that the size is valid). Returns a list of (n, 2) float64 arrays.
+    tracks). Coordinates are in the editor's pixel space (``width x height``: with a size, points
+    may lie up to one image size outside it). Returns a list of (n, 2) float64 arrays.
     """
     if width is not None and (not isinstance(width, int) or width <= 0):
         raise ValueError(f"width: expected a positive integer, got {width!r}")
@@ -231,23 +319,118 @@ def parse_coord_str(coord_str: str, width: int | None = None, height: int | None
         raise ValueError(f"height: expected a positive integer, got {height!r}")
     if coord_str is None or not str(coord_str).strip():
         return []
+    text = str(coord_str)
     try:
-        data = json.loads(coord_str)
-    except json.JSONDecodeError:
+        data = load_json_bounded(text, "coord_str")
+    except ValueError as first:
+        if "not valid JSON" not in str(first):
+            raise
+        # Some workflows carry a Python repr (single quotes) instead of JSON.
         try:
-            # Some workflows carry a Python repr (single quotes) instead of JSON.
-            data = json.loads(str(coord_str).replace("'", '"'))
-        except json.JSONDecodeError as e:
-            raise ValueError(f"coord_str: not valid JSON ({e.msg} at column {e.colno})") from None
+            data = load_json_bounded(text.replace("'", '"'), "coord_str")
+        except ValueError:
+            raise first from None
     if not isinstance(data, list):
         raise ValueError(f"coord_str: expected a list of {{x, y}} points or a list of such lists, got {type(data).__name__}")
     if not data:
         return []
     if all(isinstance(p, dict) for p in data):
         data = [data]
+    _count(data, MAX_TRACKS, "coord_str", "tracks")
+    area, budget = _Range(width, height), _Budget()
     tracks = []
     for i, t in enumerate(data):
+        path = f"coord_str[{i}]"
         if not isinstance(t, list) or not t:
-            raise ValueError(f"coord_str[{i}]: expected a non-empty list of {{x, y}} points, got {t!r}")
-        tracks.append(np.asarray([_coord_point(p, f"coord_str[{i}][{j}]") for j, p in enumerate(t)], np.float64))
+            raise ValueError(f"{path}: expected a non-empty list of {{x, y}} points, got {_short(t)}")
+        _count(t, MAX_TRACK_POINTS, path, "points")
+        budget.take(len(t), path)
+        tracks.append(np.asarray([_coord_point(p, f"{path}[{j}]", area) for j, p in enumerate(t)], np.float64))
     return tracks
+
+
+# --------------------------------------------------------------------------------------------
+# Drawn hints at the image size (Draw Motion Brush)
+# --------------------------------------------------------------------------------------------
+
+def build_motion_hints(hints_json, width: int, height: int, mask=None, coord_str=None) -> MotionHints:
+    """MotionHints at the image size from the widget JSON, a starting mask and KJNodes tracks.
+
+    The widget's coordinates are scaled from its recorded image size to ``width x height``. The
+    brush is rasterised once, at the image size, stroke by stroke on top of ``mask`` (paint -> 1,
+    erase -> 0), so the result is the same whatever size the editor drew at.
+    :param mask: (h, w) float, 1 = may move, any size (resized to the image), or None
+    """
+    hints = parse_widget_json(hints_json, rasterize=False)
+    if hints.width and hints.height and (hints.width, hints.height) != (width, height):
+        hints = hints.resized(width, height)
+    tracks = list(hints.tracks)
+    if coord_str is not None and str(coord_str).strip():
+        extra = parse_coord_str(coord_str, width, height)
+        _count(tracks + extra, MAX_TRACKS, "tracks + coord_str", "tracks")
+        tracks += extra
+    base = None if mask is None else _mask_at(mask, width, height)
+    if hints.brush_strokes:
+        movable = rasterize_brush(hints.brush_strokes, width, height, base=base)
+    else:
+        movable = base if base is not None else torch.zeros(height, width)
+    warnings = list(hints.warnings) + _outside_warnings(tracks, width, height)
+    return MotionHints(
+        tracks=tracks,
+        movable_mask=movable if bool(movable.any()) else None,
+        width=width,
+        height=height,
+        warnings=warnings,
+        brush_strokes=hints.brush_strokes,
+    )
+
+
+def _mask_at(mask: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    m = torch.as_tensor(mask).float()
+    if m.ndim == 3 and m.shape[0] == 1:
+        m = m[0]
+    if tuple(m.shape) != (height, width):
+        m = torch.nn.functional.interpolate(m[None, None], size=(height, width), mode="bilinear",
+                                            align_corners=False)[0, 0]
+    return (m > 0.5).float()
+
+
+def _outside(track, width: int, height: int) -> np.ndarray:
+    p = np.asarray(track).reshape(-1, 2)
+    return (p[:, 0] < 0) | (p[:, 0] > width) | (p[:, 1] < 0) | (p[:, 1] > height)
+
+
+def _outside_warnings(tracks, width: int, height: int) -> list[str]:
+    return [f"track {i} has points outside the {width}x{height} image; they will be clamped to the border"
+            for i, t in enumerate(tracks) if _outside(t, width, height).any()]
+
+
+def clamped_point_count(tracks, width: int, height: int) -> int:
+    """How many track points lie outside the image (and will be clamped to its border)."""
+    return int(sum(_outside(t, width, height).sum() for t in tracks))
+
+
+MAX_SUMMARY_WARNINGS = 5
+
+
+def hints_summary(hints: MotionHints) -> dict:
+    """What the backend made of the hints, for the editor and for tests: counts, track ends and
+    clamps, never every point (the value goes to the browser over the websocket; JSON-safe, small:
+    at most MAX_TRACKS tracks and MAX_SUMMARY_WARNINGS warnings)."""
+    movable = hints.movable_mask
+    tracks = [np.asarray(t).reshape(-1, 2) for t in hints.tracks]
+    warnings = list(hints.warnings)
+    if len(warnings) > MAX_SUMMARY_WARNINGS:
+        warnings = warnings[:MAX_SUMMARY_WARNINGS] + [f"... and {len(warnings) - MAX_SUMMARY_WARNINGS} more"]
+    return {
+        "width": hints.width,
+        "height": hints.height,
+        "track_count": len(tracks),
+        "track_points": [len(t) for t in tracks],
+        "track_ends": [[[round(float(x), 2), round(float(y), 2)] for x, y in (t[0], t[-1])] for t in tracks],
+        "stroke_count": len(hints.brush_strokes),
+        "brush_points": sum(len(s["points"]) for s in hints.brush_strokes),
+        "clamped_points": clamped_point_count(tracks, hints.width, hints.height) if hints.width else 0,
+        "movable_fraction": 1.0 if movable is None else round(float(movable.mean()), 5),
+        "warnings": warnings,
+    }
