@@ -9,12 +9,12 @@
 
 each for "ours" and "naive", and prints absolute times, ratios, peak memory and the output difference.
 
-"naive" is the official code's way of computing, written here as a baseline (not the official code):
-float32 weights and activations; the forward splat run item by item on ``cat[X, 1]`` (corners
-recomputed for every batch item, the normaliser splatted as an extra channel of every item); the flow
-resized for every motion module call instead of once per level; the interleaved sequence built with
-``stack``; attention as explicit ``softmax(QK^T/sqrt(d)) V`` (unfused); the VAE decoding one frame at
-a time. "ours" is the pack's path: ``--dtype`` weights (fp16 by default on CUDA), the ops registry
+"naive" is the official code's way of computing, the "naive" ops backend (``ops/naive.py``, selected
+through the op registry): float32 weights and activations; the forward splat run item by item on
+``cat[X, 1]`` (corners recomputed for every batch item, the normaliser splatted as an extra channel of
+every item); the flow resized for every motion module call instead of once per level; the interleaved
+sequence built with ``stack``; attention as explicit ``softmax(QK^T/sqrt(d)) V`` (unfused); and, outside
+the ops, the VAE decoding one frame at a time. "ours" is the pack's path: ``--dtype`` weights (fp16 by default on CUDA), the ops registry
 ("auto": Triton kernels on CUDA when triton imports, else the pure-torch reference), flows cached per
 level, SDPA, batched VAE decode, optional ``torch.compile`` and a low-VRAM mode.
 
@@ -44,11 +44,8 @@ import torch.nn.functional as F
 
 from motion_i2v_core.models.config import UNetConfig, VAEConfig
 from motion_i2v_core.loading.official import Stage1Models, Stage2Models
-from motion_i2v_core.models.motion_module import FlowWarpContext
-from motion_i2v_core.ops import backends, get_op, set_op
-from motion_i2v_core.ops.motion_attention import motion_augmented_attention as reference_motion_attention
+from motion_i2v_core.ops import get_backend, get_op, implementation, status, use_backend
 from motion_i2v_core.ops.motion_attention import warp_source_index
-from motion_i2v_core.ops.splat import forward_splat
 from motion_i2v_core.pipelines import predict_flow, render_video
 from motion_i2v_core.models.unet3d import FlowUNet, RenderUNet
 from motion_i2v_core.models.vae import AutoencoderKL
@@ -88,80 +85,6 @@ SIZES = {
     "tiny": BenchSize("tiny", (32, 32, 32, 32), (32, 32, 32, 32), 1, 32, 64, 64, 3, 1,
                       op_level=(8, 12), op_channels=32, op_batch=2, op_frames=3, op_heads=8),
 }
-
-
-# -------------------------------------------------------------------------------------------------
-# naive reference path (official-style computation)
-
-
-def naive_forward_splat(x: torch.Tensor, flow: torch.Tensor, mode: str = "avg", metric=None) -> torch.Tensor:
-    """Official softsplat usage: every item splats ``cat[X, 1]`` with its own corners, in float32."""
-    if mode != "avg" or metric is not None:
-        return forward_splat(x, flow, mode, metric)
-    outs = []
-    for i in range(x.shape[0]):
-        xi = x[i : i + 1].float()
-        summed = forward_splat(torch.cat([xi, torch.ones_like(xi[:, :1])], dim=1), flow[i : i + 1].float(), "sum")
-        outs.append(summed[:, :-1] / (summed[:, -1:] + 1e-7))
-    return torch.cat(outs).to(x.dtype)
-
-
-def naive_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
-    """Unfused ``softmax(Q K^T / sqrt(d)) V`` with the scores materialised."""
-    n, lq, c = q.shape
-    d = c // heads
-    q = q.reshape(n, lq, heads, d).transpose(1, 2)
-    k = k.reshape(n, k.shape[1], heads, d).transpose(1, 2)
-    v = v.reshape(n, v.shape[1], heads, d).transpose(1, 2)
-    scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(d))
-    out = torch.matmul(scores.softmax(dim=-1), v)
-    return out.transpose(1, 2).reshape(n, lq, c)
-
-
-def naive_motion_attention(x, flow, *, num_frames, height, width, pe, heads, w_q, w_k, w_v,
-                           official_compat=False, splat=None):
-    """Motion-augmented attention computed the straightforward way (gather, per-item splat, stack)."""
-    bf, n, c = x.shape
-    batch, frames = bf // num_frames, num_frames
-    tokens = x.reshape(batch, frames, n, c)
-    ref = tokens[:, 0].transpose(1, 2).reshape(batch, c, height, width).float()
-    src = warp_source_index(batch, frames, official_compat, device=x.device)
-    flows = flow[:, 1:].float().expand(batch, -1, -1, -1, -1).reshape(batch * (frames - 1), 2, height, width)
-    warped = naive_forward_splat(ref[src].contiguous(), flows).reshape(batch, frames - 1, c, n).permute(0, 1, 3, 2)
-    parts = [tokens[:, 0]]
-    for j in range(1, frames):
-        parts += [warped[:, j - 1].to(x.dtype), tokens[:, j]]
-    seq = torch.stack(parts, dim=2).reshape(batch * n, 2 * frames - 1, c) + pe[0, : 2 * frames - 1].to(x.dtype)
-    q = F.linear(seq[:, 0::2], w_q)
-    out = naive_attention(q, F.linear(seq, w_k), F.linear(seq, w_v), heads)
-    return out.reshape(batch, n, frames, c).transpose(1, 2).reshape(bf, n, c)
-
-
-def _resize_every_call(self: FlowWarpContext, height: int, width: int) -> torch.Tensor:
-    """FlowWarpContext.at without its per-level cache (the official code resizes in every module)."""
-    self._resized.clear()
-    return _CACHED_AT(self, height, width)
-
-
-_CACHED_AT = FlowWarpContext.at
-
-
-@contextlib.contextmanager
-def naive_ops():
-    """Swap the registry ops and the flow resize for the naive versions; restored on exit."""
-    previous_backend = backends.get_backend()
-    set_op("forward_splat", naive_forward_splat)
-    set_op("multihead_attention", naive_attention)
-    set_op("motion_augmented_attention", naive_motion_attention)
-    FlowWarpContext.at = _resize_every_call
-    backends.set_backend("torch")
-    try:
-        yield
-    finally:
-        FlowWarpContext.at = _CACHED_AT
-        for name in ("forward_splat", "multihead_attention", "motion_augmented_attention"):
-            set_op(name, None)
-        backends.set_backend(previous_backend)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -249,7 +172,9 @@ def _diff(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
 
 
 def _kernels_active(device: torch.device) -> bool:
-    return device.type == "cuda" and backends.get_backend() != "torch" and backends.triton_available()
+    """True when "ours" runs the Triton kernels: CUDA, triton registered, and "auto" or "triton" selected."""
+    registered = "triton" in status()["backends"]["forward_splat"]
+    return device.type == "cuda" and get_backend() in ("auto", "triton") and registered
 
 
 @torch.no_grad()
@@ -271,7 +196,8 @@ def bench_ops(size: BenchSize, device: torch.device, dtype: torch.dtype, repeats
 
     x_dev, flow_dev = x.to(device), flow_items.to(device)
     x_ours = x_dev.to(dtype)
-    fns = {"naive": lambda: naive_forward_splat(x_dev, flow_dev), "ref": lambda: forward_splat(x_dev, flow_dev, "avg")}
+    naive_splat, reference_splat = (implementation("forward_splat", name) for name in ("naive", "torch"))
+    fns = {"naive": lambda: naive_splat(x_dev, flow_dev), "ref": lambda: reference_splat(x_dev, flow_dev, "avg")}
     if separate_ours:
         fns["ours"] = lambda: get_op("forward_splat")(x_ours, flow_dev, "avg")
     if kernels:
@@ -303,23 +229,20 @@ def bench_ops(size: BenchSize, device: torch.device, dtype: torch.dtype, repeats
         xt, ft = tokens.to(device, dt), flow5.to(device)
         return lambda: fn(xt, ft, **args)
 
-    fns = {"naive": run(naive_motion_attention, torch.float32), "ref": run(reference_motion_attention, torch.float32)}
+    op = "motion_augmented_attention"
+    fns = {"naive": run(implementation(op, "naive"), torch.float32), "ref": run(implementation(op, "torch"), torch.float32)}
     if separate_ours:
-        fns["ours"] = run(get_op("motion_augmented_attention"), dtype)
+        fns["ours"] = run(get_op(op), dtype)
     if kernels:
-        # The SDPA-vs-fused decision: the same path with the Triton attention step instead of SDPA.
-        from motion_i2v_core.ops import triton_attention
-
+        # The SDPA-vs-fused decision: the same path with the "triton" backend selected explicitly, whose
+        # attention step is the Triton kernel instead of SDPA.
         def with_triton_core(call):
             def fn():
-                previous, triton_attention.ATTENTION_CORE = triton_attention.ATTENTION_CORE, "triton"
-                try:
+                with use_backend("triton"):
                     return call()
-                finally:
-                    triton_attention.ATTENTION_CORE = previous
             return fn
 
-        fns["triton_core"] = with_triton_core(run(triton_attention.motion_augmented_attention_triton, dtype))
+        fns["triton_core"] = with_triton_core(run(get_op(op), dtype))
     t = time_calls(fns, device, repeats)
     t_ours, out_ours = t["ours"] if separate_ours else t["ref"]
     row = {"op": f"motion attention B={b} F={frames} {h}x{w}x{c} heads={size.op_heads}",
@@ -423,7 +346,7 @@ def run_generation(name, master, configs, inputs, size, device, dtype, *, steps,
             stage1.flow_vae.to(device)
         return pred.flow, video.frames, t1 - t0, t2 - t1
 
-    with naive_ops() if naive else contextlib.nullcontext():
+    with use_backend("naive") if naive else contextlib.nullcontext():
         if warmup:
             generate(1)  # kernel compilation, cuDNN autotuning, torch.compile: not part of the timing
             result.notes.append("1-step warm-up run excluded")
@@ -511,12 +434,13 @@ def main(argv=None) -> dict:
     report: dict = {
         "device": describe_device(device), "size": size.describe(), "dtype_ours": str(dtype).replace("torch.", ""),
         "steps": steps, "frames": frames, "compile": args.compile, "low_vram": args.low_vram,
-        "backend": backends.status(),
+        "backend": status(),
     }
     print(f"device: {report['device']}")
     print(f"size:   {size.describe()} (run: {frames} frames, {steps} steps, CFG 7)")
-    print(f"ours:   {str(dtype).replace('torch.', '')}, ops backend {backends.get_backend()} "
-          f"(triton {'importable' if backends.triton_available() else 'not importable'}; kernels run only on CUDA), "
+    triton_state = "registered" if "triton" in report["backend"]["backends"]["forward_splat"] else "not installed"
+    print(f"ours:   {str(dtype).replace('torch.', '')}, ops backend {get_backend()} "
+          f"(triton {triton_state}; kernels run only on CUDA), "
           f"compile={args.compile}, low_vram={args.low_vram}; naive: float32, unfused, official-style warp")
 
     if not args.skip_ops:

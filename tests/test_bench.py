@@ -1,4 +1,4 @@
-"""Benchmark smoke test at the minimal "tiny" size, and the naive baseline ops against the reference."""
+"""Benchmark smoke test at the minimal "tiny" size, and the "naive" baseline backend against the reference."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 
 from motion_i2v_core import bench
 from motion_i2v_core.models.motion_module import FlowWarpContext
-from motion_i2v_core.ops import backends, get_op
+from motion_i2v_core.ops import get_backend, naive, use_backend
 from motion_i2v_core.ops.motion_attention import motion_augmented_attention, multihead_attention
 from motion_i2v_core.ops.splat import forward_splat
 
@@ -21,9 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 def test_naive_ops_compute_the_same_thing():
     gen = torch.Generator().manual_seed(0)
     x, flow = torch.randn(3, 5, 6, 7, generator=gen), torch.randn(3, 2, 6, 7, generator=gen) * 3
-    torch.testing.assert_close(bench.naive_forward_splat(x, flow), forward_splat(x, flow), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(naive.forward_splat(x, flow), forward_splat(x, flow), atol=1e-6, rtol=1e-6)
     q, k, v = (torch.randn(4, n, 16, generator=gen) for n in (3, 5, 5))
-    torch.testing.assert_close(bench.naive_attention(q, k, v, 4), multihead_attention(q, k, v, 4), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(naive.multihead_attention(q, k, v, 4), multihead_attention(q, k, v, 4), atol=1e-6, rtol=1e-6)
     b, frames, h, w, c = 2, 4, 3, 5, 16
     tokens = torch.randn(b * frames, h * w, c, generator=gen)
     flow5 = torch.randn(1, frames, 2, h, w, generator=gen)
@@ -31,7 +31,7 @@ def test_naive_ops_compute_the_same_thing():
               w_q=torch.randn(c, c, generator=gen), w_k=torch.randn(c, c, generator=gen),
               w_v=torch.randn(c, c, generator=gen))
     for compat in (False, True):
-        torch.testing.assert_close(bench.naive_motion_attention(tokens, flow5, official_compat=compat, **kw),
+        torch.testing.assert_close(naive.motion_augmented_attention(tokens, flow5, official_compat=compat, **kw),
                                    motion_augmented_attention(tokens, flow5, official_compat=compat, **kw),
                                    atol=1e-4, rtol=1e-4)
 
@@ -50,11 +50,17 @@ def test_tiny_bench_runs_and_restores_the_ops(tmp_path, capsys):
     assert gen["flow_diff_px"]["max_abs"] < 1e-2
     for row in report["ops"]:
         assert row["diff_vs_naive"]["max_rel"] < 1e-4, row
-    # The naive context must leave the process as it found it.
-    assert get_op("forward_splat") is backends.forward_splat
-    assert get_op("motion_augmented_attention") is backends.motion_augmented_attention
-    assert FlowWarpContext.at is bench._CACHED_AT
-    assert backends.get_backend() == "auto"
+    # The naive run must leave the selection as it found it.
+    assert get_backend() == "auto"
+
+
+def test_naive_backend_resizes_the_flow_in_every_call():
+    flow = torch.randn(1, 3, 2, 16, 24)
+    ctx = FlowWarpContext(flow)
+    assert ctx.at(4, 6) is ctx.at(4, 6), "ours: one resize per level"
+    with use_backend("naive"):
+        first, second = ctx.at(2, 3), ctx.at(2, 3)
+    assert first is not second and torch.equal(first, second)
 
 
 def test_cli_help():

@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 
 from harness.reference import PARITY
 from motion_i2v_core.loading import load_stage1, load_stage2
-from motion_i2v_core.ops import get_op, set_op
+from motion_i2v_core.ops import get_backend, implementation, register, unregister, use_backend
 
 BUNDLE = PARITY
 
@@ -47,17 +47,21 @@ def _outputs(dtype, data, splat_dtypes=None):
     stage2 = load_stage2(BUNDLE / "models/stage2", dtype=dtype)
     eps1 = stage1.unet(s1["fwd_sample"], s1["fwd_timestep"], s1["stride"], s1["fwd_encoder_hidden_states"],
                        control=s1["fwd_control"])
-    default_splat = get_op("forward_splat")
+    selected = get_backend()
     if splat_dtypes is not None:
+        reference_splat = implementation("forward_splat", "torch")
+
         def spy(x, flow, mode="avg", metric=None):
             splat_dtypes.add((x.dtype, flow.dtype))
-            return default_splat(x, flow, mode, metric)
+            return reference_splat(x, flow, mode, metric)
 
-        set_op("forward_splat", spy)
+        register("forward_splat", "spy", spy)
+        selected = "spy"  # a backend of its own: the other ops run their torch reference
     try:
-        eps2 = stage2.unet(s2["fwd_sample"], s2["fwd_timestep"], s2["fwd_encoder_hidden_states"], flow=flow)
+        with use_backend(selected):
+            eps2 = stage2.unet(s2["fwd_sample"], s2["fwd_timestep"], s2["fwd_encoder_hidden_states"], flow=flow)
     finally:
-        set_op("forward_splat", None)
+        unregister("forward_splat", "spy")
     latents = s2["fwd_sample"][0, :, :2].transpose(0, 1)  # two 4-channel latent frames
     decoded = stage2.vae.decode(latents.to(dtype))
     for out in (eps1, eps2, decoded):

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from motion_i2v_core.ops import backends, get_op
+from motion_i2v_core.ops import get_op, registry, use_backend
 from motion_i2v_core.ops.motion_attention import motion_augmented_attention
 from motion_i2v_core.ops.splat import forward_splat
 
@@ -151,7 +151,6 @@ def check_attention_core(device: str) -> None:
 
 
 def check_motion_attention(device: str) -> None:
-    from motion_i2v_core.ops import triton_attention
     from motion_i2v_core.ops.triton_attention import motion_augmented_attention_triton
 
     gen = torch.Generator().manual_seed(4)
@@ -177,14 +176,12 @@ def check_motion_attention(device: str) -> None:
         ).cpu()
         assert half.dtype == torch.float16
         torch.testing.assert_close(half.float(), ref, atol=2e-2, rtol=2e-2)
-        triton_attention.ATTENTION_CORE = "triton"
-        try:
+        # Selected explicitly, the "triton" backend also runs the attention step as a Triton kernel.
+        with use_backend("triton"):
             fused = motion_augmented_attention_triton(
                 x.to(device), flow.to(device), w_q=ws[0].to(device), w_k=ws[1].to(device), w_v=ws[2].to(device),
                 **{**kw, "pe": pe.to(device)},
             ).cpu()
-        finally:
-            triton_attention.ATTENTION_CORE = "sdpa"
         torch.testing.assert_close(fused, ref, atol=1e-5, rtol=1e-5)
 
 
@@ -242,84 +239,37 @@ def test_kernel_matches_torch_on_cuda(name):
 
 @pytest.mark.skipif(not (torch.cuda.is_available() and HAVE_TRITON), reason="needs a CUDA device and triton")
 def test_auto_backend_uses_kernels_on_cuda():
-    backends.set_backend("auto")
-    x, flow = torch.randn(2, 3, 8, 8, device="cuda"), torch.randn(2, 2, 8, 8, device="cuda")
-    out = get_op("forward_splat")(x, flow)
+    registry.reset_failures()
+    with use_backend("auto"):
+        x, flow = torch.randn(2, 3, 8, 8, device="cuda"), torch.randn(2, 2, 8, 8, device="cuda")
+        out = get_op("forward_splat")(x, flow)
     torch.testing.assert_close(out.cpu(), forward_splat(x.cpu(), flow.cpu()), atol=1e-5, rtol=1e-5)
-    assert not backends.status()["disabled"]
+    assert not registry.status()["failed"]
+    assert ("forward_splat", "triton") in registry._proven, "the kernel ran (and is now trusted)"
 
 
 # ---------------------------------------------------------------------------------------------------
-# Backend selection (CPU, no interpreter)
+# The real kernels under the registry (CPU, no interpreter); the registry's own rules: test_ops_registry.py
 
 
-@pytest.fixture
-def restore_backend():
-    previous = backends.get_backend()
-    yield
-    backends.set_backend(previous if previous != "triton" else "auto")
-    backends._disabled.clear()
-
-
-def test_auto_on_cpu_is_bitwise_the_reference(restore_backend):
-    backends.set_backend("auto")
+def test_auto_on_cpu_is_bitwise_the_reference():
     gen = torch.Generator().manual_seed(5)
     x, flow = torch.randn(3, 4, 6, 5, generator=gen), _flow(3, 6, 5, gen)
-    for mode in ("sum", "avg", "avg-clipeps"):
-        assert torch.equal(get_op("forward_splat")(x, flow, mode), forward_splat(x, flow, mode))
-
-
-def test_unknown_backend_is_rejected(restore_backend, monkeypatch):
-    with pytest.raises(ValueError, match="unknown ops backend 'cuda'"):
-        backends.set_backend("cuda")
-    monkeypatch.setenv(backends.ENV_VAR, "fast")
-    monkeypatch.setattr(backends, "_backend", None)
-    with pytest.raises(ValueError, match="MI2V_OPS_BACKEND"):
-        backends.get_backend()
+    with use_backend("auto"):
+        for mode in ("sum", "avg", "avg-clipeps"):
+            assert torch.equal(get_op("forward_splat")(x, flow, mode), forward_splat(x, flow, mode))
 
 
 @pytest.mark.skipif(not HAVE_TRITON, reason="needs triton")
 @pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") == "1", reason="interpreter accepts CPU tensors")
-def test_explicit_triton_on_cpu_raises(restore_backend):
-    backends.set_backend("triton")
-    with pytest.raises(RuntimeError, match="need CUDA tensors"):
+def test_explicit_triton_on_cpu_raises():
+    with use_backend("triton"), pytest.raises(RuntimeError, match="need CUDA tensors"):
         get_op("forward_splat")(torch.randn(1, 1, 2, 2), torch.zeros(1, 2, 2, 2))
 
 
-def test_explicit_triton_without_triton_raises(restore_backend, monkeypatch):
-    monkeypatch.setattr(backends, "_triton_module", None)
-    monkeypatch.setattr(backends, "_triton_error", "ImportError: No module named 'triton'")
-    with pytest.raises(RuntimeError, match="triton is not usable"):
-        backends.set_backend("triton")
-
-
-def test_auto_failure_logs_once_and_falls_back(restore_backend, monkeypatch, caplog):
-    class Broken:
-        calls = 0
-
-        @staticmethod
-        def forward_splat_triton(*args, **kwargs):
-            Broken.calls += 1
-            raise RuntimeError("simulated kernel failure")
-
-    backends.set_backend("auto")
-    monkeypatch.setattr(backends, "_use_kernel", lambda op, *t: op not in backends._disabled)
-    monkeypatch.setattr(backends, "_kernels", lambda required: (Broken, None))
-    x, flow = torch.randn(1, 2, 4, 4), torch.randn(1, 2, 4, 4)
-    with caplog.at_level(logging.WARNING, logger=backends.log.name):
-        first = backends.forward_splat(x, flow)
-        second = backends.forward_splat(x, flow)
-    assert torch.equal(first, forward_splat(x, flow)) and torch.equal(second, first)
-    assert Broken.calls == 1, "a failed kernel must not be retried"
-    warnings = [r for r in caplog.records if "simulated kernel failure" in r.getMessage()]
-    assert len(warnings) == 1
-    assert "forward_splat" in backends.status()["disabled"]
-
-
 @torch.no_grad()
-def test_auto_on_cpu_render_unet_is_bitwise_the_reference_ops(restore_backend):
+def test_auto_on_cpu_render_unet_is_bitwise_the_reference_ops():
     from motion_i2v_core.models.config import UNetConfig
-    from motion_i2v_core.ops import set_op
     from motion_i2v_core.models.unet3d import RenderUNet
 
     torch.manual_seed(0)
@@ -327,13 +277,8 @@ def test_auto_on_cpu_render_unet_is_bitwise_the_reference_ops(restore_backend):
     unet = RenderUNet(cfg).eval()
     sample, text = torch.randn(2, 4, 3, 8, 8), torch.randn(2, 7, 32)
     flow = torch.randn(1, 3, 2, 64, 64) * 4
-    backends.set_backend("auto")
-    auto = unet(sample, 10, text, flow=flow)
-    set_op("forward_splat", forward_splat)
-    set_op("motion_augmented_attention", motion_augmented_attention)
-    try:
+    with use_backend("auto"):
+        auto = unet(sample, 10, text, flow=flow)
+    with use_backend("torch"):
         reference = unet(sample, 10, text, flow=flow)
-    finally:
-        set_op("forward_splat", None)
-        set_op("motion_augmented_attention", None)
     assert torch.equal(auto, reference)

@@ -25,8 +25,8 @@ class FlowWarpContext:
     :param flow: ``(B_f, F, 2, H_img, W_img)`` pixels at image resolution, ch0 = dx, ch1 = dy.
     :param official_compat: reproduce quirk Q1 (CFG-branch mixing of the warped reference).
 
-    The flow is resized once per feature size (bilinear, align_corners=False, no antialias, straight from
-    image resolution) and rescaled to feature pixels, then reused by every module at that size.
+    The flow is resized once per feature size (``ops.flow_resize.resize_flow``) and reused by every module
+    at that size.
     """
 
     def __init__(self, flow: torch.Tensor, official_compat: bool = False):
@@ -38,16 +38,7 @@ class FlowWarpContext:
 
     def at(self, height: int, width: int) -> torch.Tensor:
         """Flow at a ``height x width`` feature map, in feature pixels, ``(B_f, F, 2, h, w)`` float32."""
-        key = (height, width)
-        if key not in self._resized:
-            bf, frames, _, h_img, w_img = self.flow.shape
-            fl = F.interpolate(
-                self.flow.reshape(bf * frames, 2, h_img, w_img), size=key, mode="bilinear", align_corners=False
-            )
-            # Python-float ratios, as the official code divides by (W_img / W) and (H_img / H).
-            fl = torch.stack([fl[:, 0] / (w_img / width), fl[:, 1] / (h_img / height)], dim=1)
-            self._resized[key] = fl.reshape(bf, frames, 2, height, width)
-        return self._resized[key]
+        return get_op("resize_flow")(self.flow, height, width, cache=self._resized)
 
 
 class TemporalAttention(nn.Module):

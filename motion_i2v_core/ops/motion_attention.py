@@ -15,15 +15,22 @@ import torch
 import torch.nn.functional as F
 
 
+def split_heads(t: torch.Tensor, heads: int) -> torch.Tensor:
+    """``(N, L, C)`` -> ``(N, heads, L, C / heads)``: head h is channels ``h*d:(h+1)*d``."""
+    n, length, c = t.shape
+    return t.reshape(n, length, heads, c // heads).transpose(1, 2)
+
+
+def merge_heads(t: torch.Tensor) -> torch.Tensor:
+    """``(N, heads, L, d)`` -> ``(N, L, heads * d)``, the inverse of ``split_heads``."""
+    n, heads, length, d = t.shape
+    return t.transpose(1, 2).reshape(n, length, heads * d)
+
+
 def multihead_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
     """``q (N, Lq, C)``, ``k, v (N, Lk, C)`` -> ``(N, Lq, C)``; head h uses channels ``h*d:(h+1)*d``, no mask."""
-    n, lq, c = q.shape
-    d = c // heads
-    q = q.reshape(n, lq, heads, d).transpose(1, 2)
-    k = k.reshape(n, k.shape[1], heads, d).transpose(1, 2)
-    v = v.reshape(n, v.shape[1], heads, d).transpose(1, 2)
-    out = F.scaled_dot_product_attention(q, k, v)
-    return out.transpose(1, 2).reshape(n, lq, c)
+    out = F.scaled_dot_product_attention(split_heads(q, heads), split_heads(k, heads), split_heads(v, heads))
+    return merge_heads(out)
 
 
 def warp_source_index(batch: int, num_frames: int, official_compat: bool, device=None) -> torch.Tensor:
@@ -61,6 +68,31 @@ def check_motion_attention_args(x, flow, num_frames: int, height: int, width: in
     return batch, length
 
 
+def interleaved_sequence(
+    x: torch.Tensor,
+    num_frames: int,
+    pe: torch.Tensor,
+    write_warped: Callable[[torch.Tensor, torch.Tensor], None],
+) -> torch.Tensor:
+    """The key/value sequence ``[z0, w1, z1, ..., w_{F-1}, z_{F-1}] + PE`` of every spatial location.
+
+    :param x: tokens ``(B*F, N, C)``.
+    :param write_warped: ``write_warped(ref, slots)`` fills ``slots`` (the odd positions, a
+        ``(B, N, F-1, C)`` view of the sequence) with the warped reference tokens; ``ref`` is frame 0,
+        ``(B, N, C)``. Not called for a single frame.
+    :return: ``(B*N, 2F-1, C)``; the real tokens (the queries) are positions ``0::2``.
+    """
+    bf, n, c = x.shape
+    batch, length = bf // num_frames, 2 * num_frames - 1
+    tokens = x.reshape(batch, num_frames, n, c)
+    seq = x.new_empty(batch, n, length, c)
+    seq[:, :, 0::2] = tokens.transpose(1, 2)
+    if num_frames > 1:
+        write_warped(tokens[:, 0], seq[:, :, 1::2])
+    seq = seq.reshape(batch * n, length, c)
+    return seq.add_(pe[0, :length].to(x.dtype))
+
+
 def motion_augmented_attention(
     x: torch.Tensor,
     flow: torch.Tensor,
@@ -74,40 +106,37 @@ def motion_augmented_attention(
     w_k: torch.Tensor,
     w_v: torch.Tensor,
     official_compat: bool = False,
-    splat: Optional[Callable[..., torch.Tensor]] = None,
+    w_kv: Optional[torch.Tensor] = None,
+    flow_cache: Optional[dict] = None,
 ) -> torch.Tensor:
-    """Motion-augmented temporal attention (output before ``to_out``).
+    """Motion-augmented temporal attention (output before ``to_out``), the exact reference.
 
     :param x: LayerNorm-ed tokens ``(B*F, H*W, C)``, row-major spatial order.
     :param flow: flow at this level in feature pixels, ``(B_f, F, 2, H, W)`` float32, B_f in {1, B};
         ch0 = dx, ch1 = dy; frame 0 is not used.
     :param pe: position table ``(1, L, C)`` with ``L >= 2F-1``.
     :param w_q, w_k, w_v: bias-free projection weights ``(C, C)``.
-    :param splat: ``forward_splat(x, flow, mode)``; default the registered op.
+    :param w_kv: ``cat([w_k, w_v])`` if the caller keeps it (fast backends project K and V in one
+        matmul); the reference projects them separately and ignores it.
+    :param flow_cache: a dict that lives as long as ``flow``, where backends keep work that depends on
+        the flow alone (the Triton path: the splat normaliser); the reference ignores it.
     :return: ``(B*F, H*W, C)``.
     """
-    batch, length = check_motion_attention_args(x, flow, num_frames, height, width, pe)
+    batch, _ = check_motion_attention_args(x, flow, num_frames, height, width, pe)
     n, c = x.shape[1:]
     frames = num_frames
-    if splat is None:
-        from motion_i2v_core.ops import get_op
+    from motion_i2v_core.ops.registry import get_op
 
-        splat = get_op("forward_splat")
-
-    tokens = x.reshape(batch, frames, n, c)
-    seq = x.new_empty(batch, n, length, c)
-    seq[:, :, 0::2] = tokens.transpose(1, 2)
-    if frames > 1:
+    def write_warped(ref_tokens: torch.Tensor, slots: torch.Tensor) -> None:
         # The reference tokens are warped in (at least) float32, as the official softsplat, without gradient.
         compute = torch.promote_types(x.dtype, torch.float32)
-        ref = tokens[:, 0].detach().to(compute).transpose(1, 2).reshape(batch, c, height, width)
+        ref = ref_tokens.detach().to(compute).transpose(1, 2).reshape(batch, c, height, width)
         src = warp_source_index(batch, frames, official_compat, device=x.device)
         flows = flow[:, 1:].to(compute).expand(batch, -1, -1, -1, -1).reshape(batch * (frames - 1), 2, height, width)
-        warped = splat(ref[src], flows, mode="avg")
-        warped = warped.reshape(batch, frames - 1, c, n).permute(0, 3, 1, 2)
-        seq[:, :, 1::2] = warped.to(x.dtype)
-    seq = seq.reshape(batch * n, length, c) + pe[0, :length].to(x.dtype)
+        warped = get_op("forward_splat")(ref[src], flows, mode="avg")
+        slots.copy_(warped.reshape(batch, frames - 1, c, n).permute(0, 3, 1, 2))
 
+    seq = interleaved_sequence(x, frames, pe, write_warped)
     q = F.linear(seq[:, 0::2], w_q)
     k = F.linear(seq, w_k)
     v = F.linear(seq, w_v)

@@ -6,34 +6,40 @@ Same contract as ``ops.motion_attention.motion_augmented_attention`` (the refere
   into the odd slots of the interleaved ``[z0, w1, z1, ..., w_{F-1}, z_{F-1}]`` sequence: no gathered
   copy of the reference per item, no float32 (K, C, H, W) result to transpose and copy again;
 - the normaliser S(1) is computed once per flow frame and shared by every batch item (both CFG
-  branches) instead of once per (item, frame);
-- K and V come from one matmul with the stacked ``[w_k; w_v]`` weight (one read of the sequence);
-- the softmax over the 2F-1 keys is PyTorch's ``scaled_dot_product_attention`` by default
-  (``ATTENTION_CORE = "sdpa"``). ``attention_core_triton`` is a Triton kernel for the same step (one
-  program per token position and head: S = QK^T/sqrt(d) over the <= 32 keys, fp32 softmax, PV), kept as
-  the candidate for the GPU comparison the benchmark makes (``ATTENTION_CORE = "triton"``); which one is
-  faster at these shapes is a GPU measurement recorded in BENCHMARKS.md (pending: no GPU so far).
+  branches) instead of once per (item, frame), and once per level flow (kept in ``flow_cache``) instead
+  of once per motion module;
+- K and V come from one matmul with the stacked ``[w_k; w_v]`` weight (one read of the sequence; the
+  caller passes the stacked weight it keeps as ``w_kv``);
+- the softmax over the 2F-1 keys is the registry's ``multihead_attention``: PyTorch's
+  ``scaled_dot_product_attention`` under "auto". ``attention_core_triton`` is a Triton kernel for the same
+  step (one program per token position and head: S = QK^T/sqrt(d) over the <= 32 keys, fp32 softmax, PV),
+  registered as the "triton" backend's ``multihead_attention`` with ``auto=False``: it runs only when
+  "triton" is selected explicitly, until the GPU comparison the benchmark makes shows it faster than
+  SDPA (pending in BENCHMARKS.md: no GPU so far).
 
 Results equal the reference up to float32 summation order in the splat (atomics) and the matmul split.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Optional
-
 import contextlib
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from motion_i2v_core.ops.motion_attention import check_motion_attention_args, multihead_attention, warp_source_index
-from motion_i2v_core.ops.triton_splat import warp_splat
+from motion_i2v_core.ops.motion_attention import (
+    check_motion_attention_args,
+    interleaved_sequence,
+    multihead_attention,
+    warp_source_index,
+)
+from motion_i2v_core.ops.registry import get_op
+from motion_i2v_core.ops.triton_splat import splat_normaliser_triton, warp_splat
 
-__all__ = ["motion_augmented_attention_triton", "attention_core_triton", "ATTENTION_CORE"]
-
-ATTENTION_CORE = "sdpa"  # or "triton": which attention step motion_augmented_attention_triton uses
+__all__ = ["motion_augmented_attention_triton", "multihead_attention_triton", "attention_core_triton"]
 
 
 @triton.jit
@@ -99,6 +105,13 @@ def attention_core_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hea
     return out
 
 
+def multihead_attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
+    """The ``multihead_attention`` op of the "triton" backend: the kernel for short sequences, else SDPA."""
+    if max(q.shape[1], k.shape[1]) <= 128 and all(t.stride(-1) == 1 for t in (q, k, v)):
+        return attention_core_triton(q, k, v, heads)
+    return multihead_attention(q, k, v, heads)
+
+
 def motion_augmented_attention_triton(
     x: torch.Tensor,
     flow: torch.Tensor,
@@ -112,36 +125,39 @@ def motion_augmented_attention_triton(
     w_k: torch.Tensor,
     w_v: torch.Tensor,
     official_compat: bool = False,
-    splat: Optional[Callable[..., torch.Tensor]] = None,
+    w_kv: Optional[torch.Tensor] = None,
+    flow_cache: Optional[dict] = None,
 ) -> torch.Tensor:
-    """See ``ops.motion_attention.motion_augmented_attention``; ``splat`` must be None (the kernel is fixed)."""
-    if splat is not None:
-        raise ValueError(
-            "the Triton motion attention splats with its own kernel; call the reference op to pass `splat`"
-        )
-    batch, length = check_motion_attention_args(x, flow, num_frames, height, width, pe)
+    """See ``ops.motion_attention.motion_augmented_attention`` (same arguments and result)."""
+    batch, _ = check_motion_attention_args(x, flow, num_frames, height, width, pe)
     n, c = x.shape[1:]
     frames = num_frames
 
-    tokens = x.reshape(batch, frames, n, c)
-    seq = x.new_empty(batch, n, length, c)
-    seq[:, :, 0::2] = tokens.transpose(1, 2)
-    if frames > 1:
+    def write_warped(ref_tokens: torch.Tensor, slots: torch.Tensor) -> None:
         # (B, n, c) tokens seen as (B, c, H, W) without a copy; the kernel reads any strides.
-        ref = tokens[:, 0].detach().transpose(1, 2).unflatten(-1, (height, width))
+        ref = ref_tokens.detach().transpose(1, 2).unflatten(-1, (height, width))
         flow_b = flow.shape[0]
         flows = flow[:, 1:].reshape(flow_b * (frames - 1), 2, height, width)
         items = torch.arange(batch * (frames - 1), device=x.device)
         flow_index = items % (frames - 1) if flow_b == 1 else items
         x_index = warp_source_index(batch, frames, official_compat, device=x.device)
-        # Odd slots of the sequence as (B, F-1, C, H, W): item k = b*(F-1) + j lands at [b, j].
-        warped_slots = seq[:, :, 1::2].permute(0, 2, 3, 1).unflatten(-1, (height, width))
-        warp_splat(ref, flows, x_index=x_index, flow_index=flow_index, mode="avg", out=warped_slots)
-    seq = seq.reshape(batch * n, length, c)
-    seq.add_(pe[0, :length].to(x.dtype))
+        normaliser = _cached(flow_cache, "splat_normaliser", lambda: splat_normaliser_triton(flows))
+        # Odd slots as (B, F-1, C, H, W): item k = b*(F-1) + j lands at [b, j].
+        warped_slots = slots.permute(0, 2, 3, 1).unflatten(-1, (height, width))
+        warp_splat(ref, flows, x_index=x_index, flow_index=flow_index, mode="avg", out=warped_slots,
+                   normaliser=normaliser)
 
+    seq = interleaved_sequence(x, frames, pe, write_warped)
     q = F.linear(seq[:, 0::2], w_q)
-    k, v = F.linear(seq, torch.cat([w_k, w_v])).chunk(2, dim=-1)
-    core = attention_core_triton if ATTENTION_CORE == "triton" else multihead_attention
-    out = core(q, k, v, heads)
+    k, v = F.linear(seq, torch.cat([w_k, w_v]) if w_kv is None else w_kv).chunk(2, dim=-1)
+    # The attention step is the registry's: SDPA under "auto", the Triton kernel when "triton" is selected.
+    out = get_op("multihead_attention")(q, k, v, heads)
     return out.reshape(batch, n, frames, c).transpose(1, 2).reshape(batch * frames, n, c)
+
+
+def _cached(cache: Optional[dict], key: str, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+    if cache is None:
+        return make()
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]

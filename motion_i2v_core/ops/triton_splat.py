@@ -1,6 +1,6 @@
 """Forward splat ("sum" / "avg") as Triton kernels: the GPU twin of ``ops.splat.forward_splat``.
 
-Importing this module needs ``triton``; ``ops.backends`` imports it only when triton is installed.
+Importing this module needs ``triton``; the op registry imports it on first use of the "triton" backend.
 The kernels run on CUDA tensors, or on CPU tensors under Triton's interpreter (``TRITON_INTERPRET=1``,
 used by the CI tests).
 
