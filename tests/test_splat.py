@@ -10,8 +10,6 @@ import torch
 from harness.reference import PARITY
 from motion_i2v_core.ops.splat import (
     forward_splat,
-    forward_splat_avg_broadcast,
-    forward_splat_avg_shared,
     normalise_splat,
     parse_splat_mode,
     splat_corners,
@@ -194,39 +192,25 @@ def test_parity_unit_examples():
         assert err <= 1e-5 * max(1.0, ref.abs().max().item()), f"{mode}: max abs error {err}"
 
 
-def test_shared_normaliser_path_equals_reference():
+def test_pieces_equal_reference():
     g = torch.Generator().manual_seed(2)
     flow = torch.randn(3, 2, 5, 7, generator=g) * 2
     flow[1, 0, 2, 3] = NAN
     uncond, cond = torch.randn(3, 8, 5, 7, generator=g), torch.randn(3, 8, 5, 7, generator=g)
     both = torch.cat([uncond, cond])  # (G*N): item g*N + n uses flow n
-    outs = forward_splat_avg_shared([uncond, cond, both, cond.half()], flow)
-    ref_u, ref_c = forward_splat(uncond, flow), forward_splat(cond, flow)
-    assert torch.equal(outs[0], ref_u) and torch.equal(outs[1], ref_c)
-    assert torch.equal(outs[2], torch.cat([ref_u, ref_c]))
-    assert outs[3].dtype == torch.float16 and torch.equal(outs[3], forward_splat(cond.half(), flow))
     corners = splat_corners(flow)
+    normaliser = splat_normaliser(corners)
     # The normaliser equals the splatted ones-channel of the reference 'avg'.
-    assert torch.equal(splat_normaliser(corners), forward_splat(torch.ones(3, 1, 5, 7), flow, "sum"))
-    assert torch.equal(normalise_splat(splat_sum(both, corners), splat_normaliser(corners)), outs[2])
+    assert torch.equal(normaliser, forward_splat(torch.ones(3, 1, 5, 7), flow, "sum"))
+    shared = normalise_splat(splat_sum(both, corners), normaliser)
+    assert torch.equal(shared, torch.cat([forward_splat(uncond, flow), forward_splat(cond, flow)]))
+    zero = normalise_splat(splat_sum(cond, corners), normaliser, "zeroeps")
+    assert torch.equal(zero, forward_splat(cond, flow, "avg-zeroeps"))
     # A batch of one is pushed along every flow.
     one = torch.randn(1, 2, 5, 7, generator=g)
     assert torch.equal(splat_sum(one, corners), forward_splat(one.expand(3, -1, -1, -1), flow, "sum"))
     with pytest.raises(ValueError, match="to match the flow"):
         splat_sum(torch.zeros(2, 1, 5, 7), corners)
-
-
-def test_broadcast_path_pushes_every_item_along_every_flow():
-    g = torch.Generator().manual_seed(3)
-    flow = torch.randn(4, 2, 6, 5, generator=g) * 2
-    ref = torch.randn(2, 3, 6, 5, generator=g)  # e.g. reference features of the two CFG branches
-    out = forward_splat_avg_broadcast(ref, flow)
-    assert out.shape == (2, 4, 3, 6, 5)
-    for b in range(2):
-        assert torch.equal(out[b], forward_splat(ref[b : b + 1].expand(4, -1, -1, -1), flow))
-    assert forward_splat_avg_broadcast(ref.half(), flow).dtype == torch.float16
-    zero = forward_splat_avg_broadcast(ref, flow, eps="zeroeps")
-    assert torch.equal(zero[1], forward_splat(ref[1:2].expand(4, -1, -1, -1), flow, "avg-zeroeps"))
 
 
 def kernel_loop(x: np.ndarray, flow: np.ndarray) -> np.ndarray:

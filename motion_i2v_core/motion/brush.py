@@ -110,7 +110,3 @@ def latent_mask(mask: torch.Tensor, factor: int = LATENT_FACTOR) -> torch.Tensor
     """
     return mask[..., ::factor, ::factor]
 
-
-def static_mask_5d(static: torch.Tensor) -> torch.Tensor:
-    """(H, W) static mask -> (1, 1, 1, H, W), the official ``brush_mask`` layout."""
-    return static.reshape(1, 1, 1, *static.shape[-2:])

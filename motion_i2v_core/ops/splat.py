@@ -20,20 +20,18 @@ float64) and the result is cast back to the input dtype. It is deterministic on 
 are added with ``index_add_`` corner by corner in the order NW, NE, SW, SE, sources in raster order
 (the official kernel uses atomicAdd, so it differs from this by about 1 ulp).
 
-``forward_splat`` is the exact reference, and the one the op registry serves on CPU; the Triton kernel
+``forward_splat`` is the exact reference, the "torch" backend of the op registry; the Triton kernel
 (ops/triton_splat.py) replaces it on CUDA behind the same signature, so keep that signature stable.
-``splat_corners`` / ``splat_sum`` / ``splat_sum_broadcast`` / ``splat_normaliser`` /
-``forward_splat_avg_shared`` / ``forward_splat_avg_broadcast`` expose the pieces for warping several
-feature batches with one flow, the corners and the avg normaliser computed once and shared, with
-results bitwise identical to ``forward_splat``. The stage-2 UNet's CPU path does not use them (on a
-2-core CPU the per-item splat measured as fast); the Triton kernel shares the normaliser itself.
+``splat_corners`` / ``splat_sum`` / ``splat_normaliser`` / ``normalise_splat`` are its pieces, public so
+that one flow's corners and normaliser can serve several images (the flow preview pushes one image
+along every frame's flow), with results bitwise identical to ``forward_splat``.
 On CUDA, ``index_add_`` uses atomics, so these torch paths are deterministic only on CPU.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 
@@ -42,9 +40,6 @@ __all__ = [
     "SPLAT_MODES",
     "SPLAT_EPS",
     "forward_splat",
-    "forward_splat_avg_shared",
-    "forward_splat_avg_broadcast",
-    "splat_sum_broadcast",
     "splat_corners",
     "splat_sum",
     "splat_normaliser",
@@ -208,24 +203,10 @@ def splat_sum(x: torch.Tensor, corners: SplatCorners) -> torch.Tensor:
     flow item (result (N, C, H, W)). The result may be a non-contiguous view.
     """
     if x.dim() == 4 and x.shape[0] == 1 and corners.batch > 1:
-        return splat_sum_broadcast(x, corners)[0]
+        x = x.expand(corners.batch, -1, -1, -1)
     rows, g = _as_channel_rows(x, corners, corners.weight.dtype)
     n, h, w, c = corners.batch, corners.height, corners.width, x.shape[1]
     return _scatter_rows(rows, corners).reshape(g, c, n, h, w).transpose(1, 2).reshape(g * n, c, h, w)
-
-
-def splat_sum_broadcast(x: torch.Tensor, corners: SplatCorners) -> torch.Tensor:
-    """Push every item of ``x`` (B, C, H, W) along every flow item: result (B, N, C, H, W).
-
-    ``out[b, n] == splat_sum(x[b:b+1], corners)[n]``, computed in one pass for all B*C channels
-    (e.g. the reference-frame features of both CFG branches, warped by the shared per-frame flows).
-    """
-    n, h, w = corners.batch, corners.height, corners.width
-    if x.dim() != 4 or x.shape[2:] != (h, w):
-        raise ValueError(f"splat input must have shape (B, C, {h}, {w}) to match the flow, got {tuple(x.shape)}")
-    b, c = x.shape[:2]
-    rows = x.to(corners.weight.dtype).reshape(b * c, 1, h * w).expand(b * c, n, h * w).reshape(b * c, n * h * w)
-    return _scatter_rows(rows, corners).reshape(b, c, n, h, w).transpose(1, 2)
 
 
 def _scatter_rows(rows: torch.Tensor, corners: SplatCorners) -> torch.Tensor:
@@ -319,34 +300,3 @@ def forward_splat(
         summed = splat_sum(torch.cat([xc * m, m], dim=1), corners)
         summed, normaliser = summed[:, :-1], summed[:, -1:]
     return normalise_splat(summed, normaliser, eps).to(x.dtype)
-
-
-def forward_splat_avg_shared(
-    x_batches: Sequence[torch.Tensor], flow: torch.Tensor, eps: str = "addeps"
-) -> list[torch.Tensor]:
-    """``[forward_splat(x, flow, "avg-" + eps) for x in x_batches]`` with one corner/normaliser pass.
-
-    Each ``x`` has shape (G*N, C, H, W), G >= 1 (item ``g*N + n`` uses flow item n); results are
-    identical to ``forward_splat`` on the matching flow, in each input's dtype.
-    """
-    if eps not in SPLAT_EPS:
-        raise ValueError(f"unknown eps rule {eps!r}: use one of {', '.join(SPLAT_EPS)}")
-    if not x_batches:
-        return []
-    dtype = torch.float64 if all(x.dtype == torch.float64 for x in x_batches) else torch.float32
-    corners = splat_corners(flow, dtype=dtype)
-    normaliser = splat_normaliser(corners)
-    return [normalise_splat(splat_sum(x, corners), normaliser, eps).to(x.dtype) for x in x_batches]
-
-
-def forward_splat_avg_broadcast(x: torch.Tensor, flow: torch.Tensor, eps: str = "addeps") -> torch.Tensor:
-    """'avg' splat of every item of ``x`` (B, C, H, W) along every flow item of ``flow`` (N, 2, H, W).
-
-    :return: (B, N, C, H, W) in x's dtype, ``out[b, n] == forward_splat(x[b:b+1], flow[n:n+1], "avg-" + eps)[0]``.
-        Corners and normaliser are computed once per flow item and shared by all B*C channels.
-    """
-    if eps not in SPLAT_EPS:
-        raise ValueError(f"unknown eps rule {eps!r}: use one of {', '.join(SPLAT_EPS)}")
-    corners = splat_corners(flow, dtype=_compute_dtype(x.dtype))
-    summed = splat_sum_broadcast(x, corners)  # (B, N, C, H, W)
-    return normalise_splat(summed.flatten(0, 1), splat_normaliser(corners), eps).view_as(summed).to(x.dtype)
