@@ -18,8 +18,9 @@ class DragsToFlow(io.ComfyNode):
             display_name="Drags To Flow (Motion-I2V)",
             category=CATEGORY,
             description=(
-                "Makes a rough motion field directly from the drawn drags, without any model: each drag pulls its "
-                "surroundings along, brushed-out regions stay still. Feed it to Preview Motion to check drags in a second."
+                "Makes a rough motion field directly from the drawn drags, without any model: the content at each track's "
+                "start follows the track as far as drawn and pulls its surroundings along; with a brush, the painted "
+                "region moves and the rest stays still. Feed it to Preview Motion to check drags in a second."
             ),
             inputs=[
                 MotionType.Input("motion", tooltip="Tracks and brush from Draw Motion Brush."),

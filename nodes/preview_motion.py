@@ -21,7 +21,7 @@ class PreviewMotion(io.ComfyNode):
             ),
             inputs=[
                 io.Image.Input("image", tooltip="The reference image (first frame). Resized to the flow's size if needed."),
-                FlowType.Input("flow", tooltip="A motion field from Predict Flow."),
+                FlowType.Input("flow", tooltip="A motion field: from Predict Flow (the model) or Drags To Flow (no model)."),
             ],
             outputs=[io.Image.Output("frames", tooltip="One warped frame per flow frame, frame 0 is the image itself.")],
         )

@@ -266,6 +266,89 @@ def test_drags_to_flow_follows_the_drag_and_fades_with_distance():
     assert 0 <= far < at_drag[-1, 0]  # the pull fades away from the drag (normalised, not sign-flipped)
 
 
+def _textured_image(height, width, seed=0):
+    """Smooth random colour texture: every patch is distinct, so template matching finds it."""
+    import cv2
+
+    noise = np.random.default_rng(seed).random((height, width, 3)).astype(np.float32)
+    tex = cv2.GaussianBlur(noise, (0, 0), 1.5)
+    return (tex - tex.min()) / (tex.max() - tex.min())
+
+
+def _tracked_displacements(frames, image, start, radius=8):
+    """Where the patch around ``start`` in ``image`` is found in each frame, relative to start."""
+    import cv2
+
+    x0, y0 = int(start[0]), int(start[1])
+    patch = image[y0 - radius:y0 + radius, x0 - radius:x0 + radius]
+    found = []
+    for frame in frames:
+        _, _, best, _ = cv2.minMaxLoc(cv2.matchTemplate(frame, patch, cv2.TM_SQDIFF))
+        found.append((best[0] - (x0 - radius), best[1] - (y0 - radius)))
+    return np.array(found, np.float64)
+
+
+PREVIEW_TRACKS = [np.array([[60.0, 70.0], [90.0, 50.0], [120.0, 58.0]]),
+                  np.array([[170.0, 80.0], [180.0, 100.0], [205.0, 112.0]])]
+
+
+@pytest.mark.parametrize("brush", ["none", "around the starts", "narrow bands"])
+def test_drags_to_flow_preview_moves_the_content_as_far_as_drawn(brush):
+    # The preview is where artists judge their drags: the content at each track's start must follow
+    # the track (within 10% of the drawn displacement, every frame), whatever is painted around it.
+    import cv2
+
+    from motion_i2v_core.motion.trajectories import resample_track
+
+    h, w, frames_n = 160, 256, 16
+    movable = None
+    if brush != "none":
+        m = np.zeros((h, w), np.float32)
+        if brush == "around the starts":
+            cv2.circle(m, (60, 70), 30, 1, -1)
+            cv2.circle(m, (170, 80), 30, 1, -1)
+        else:  # bands barely wider than the template, so most of each drag square is unpainted
+            cv2.line(m, (40, 80), (80, 60), 1, 24)
+            cv2.line(m, (170, 70), (170, 95), 1, 24)
+        movable = torch.from_numpy(m)
+    hints = MotionHints(tracks=PREVIEW_TRACKS, movable_mask=movable, width=w, height=h)
+    image = _textured_image(h, w)
+    flow, _ = drags_to_flow(hints, h, w, frames_n)
+    frames = warp_preview(torch.from_numpy(image), flow).numpy()
+    for track in PREVIEW_TRACKS:
+        path = resample_track(track, frames_n)
+        drawn = path - path[0]
+        moved = _tracked_displacements(frames, image, path[0])
+        error = np.linalg.norm(moved - drawn, axis=1)
+        allowed = np.maximum(0.1 * np.linalg.norm(drawn, axis=1), 1.0)  # 1 px: whole-pixel matching
+        assert np.all(error <= allowed), (brush, drawn.round(1).tolist(), moved.tolist())
+    if movable is not None:  # and nothing unpainted moved at all
+        assert torch.all(flow[:, :, movable == 0] == 0)
+
+
+def test_drags_to_flow_brush_edge_is_sharp_but_smooth():
+    h, w = 128, 256
+    movable = torch.zeros(h, w)
+    movable[:, :128] = 1
+    hints = MotionHints(tracks=[np.array([[64.0, 64.0], [64.0, 84.0]])], movable_mask=movable, width=w, height=h)
+    flow, _ = drags_to_flow(hints, h, w, num_frames=3)
+    across = flow[-1, 1, 64, 100:140]  # a row from inside the painted half into the still half
+    assert across[0] == pytest.approx(20.0, abs=1e-3)  # the whole drag, well inside
+    assert torch.all(across[28:] == 0)  # still from the first unpainted column (128) on
+    steps = across[:-1] - across[1:]
+    assert torch.all(steps >= -1e-4)  # falls monotonically...
+    assert steps.max() < 0.5 * across[0]  # ...over a few pixels, not in one jump...
+    assert int(((across > 0.01) & (across < 0.99 * across[0])).sum()) <= 6  # ...but only a few
+
+
+def test_drags_to_flow_ignores_tracks_that_start_unpainted():
+    movable = torch.zeros(64, 128)
+    movable[:, :64] = 1
+    tracks = [np.array([[100.0, 32.0], [120.0, 32.0]])]  # starts in the still half
+    flow, _ = drags_to_flow(MotionHints(tracks=tracks, movable_mask=movable, width=128, height=64), 64, 128, 3)
+    assert torch.equal(flow, torch.zeros_like(flow))
+
+
 def test_drags_to_flow_keeps_brushed_out_regions_still():
     movable = torch.zeros(64, 128)
     movable[:, :64] = 1  # only the left half may move

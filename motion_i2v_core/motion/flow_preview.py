@@ -123,24 +123,69 @@ def warp_preview(
     return frames
 
 
-def _box_smooth(x: torch.Tensor, radius: int, passes: int = 3) -> torch.Tensor:
-    """Repeated box filter over the last two dims (three passes are close to a Gaussian, sigma ~ radius)."""
-    k = 2 * radius + 1
-    for _ in range(passes):
-        x = F.avg_pool2d(x, k, stride=1, padding=radius, count_include_pad=False)
-    return x
+# How far (as a fraction of the long side) a drag's pull reaches past its square when nothing is
+# painted, and how wide (fraction of the short side) the soft edge just inside a painted region is.
+FALLOFF_FRACTION = 0.25
+EDGE_FRACTION = 1 / 48
+
+
+def _smoothstep(x: torch.Tensor) -> torch.Tensor:
+    x = x.clamp(0, 1)
+    return x * x * (3 - 2 * x)
+
+
+def _square_distances(starts, height: int, width: int, u: int) -> torch.Tensor:
+    """(K, H, W) distance in pixels from each pixel to each drag square (0 inside it).
+
+    The square of a track starting at (x0, y0) covers columns int(x0)-u .. int(x0)+u-1 and rows
+    int(y0)-u .. int(y0)+u-1, the pixels ``trajectories.tracks_to_drag`` writes.
+    """
+    ys = torch.arange(height, dtype=torch.float32).view(1, -1, 1)
+    xs = torch.arange(width, dtype=torch.float32).view(1, 1, -1)
+    x0 = torch.tensor([int(x) for x, _ in starts], dtype=torch.float32).view(-1, 1, 1)
+    y0 = torch.tensor([int(y) for _, y in starts], dtype=torch.float32).view(-1, 1, 1)
+    dx = torch.clamp(torch.maximum(x0 - u - xs, xs - (x0 + u - 1)), min=0)
+    dy = torch.clamp(torch.maximum(y0 - u - ys, ys - (y0 + u - 1)), min=0)
+    return torch.hypot(dx, dy)
+
+
+def _track_weights(dist: torch.Tensor) -> torch.Tensor:
+    """(K, H, W) -> weights summing to 1 per pixel: inside a square its own track alone (the last
+    one where squares overlap, as the rasteriser overwrites), elsewhere inverse-square-distance
+    (Shepard) weights, which tend to the inside value at the square's border."""
+    inside = dist == 0
+    owner = torch.where(inside, torch.arange(dist.shape[0]).view(-1, 1, 1), -1).amax(dim=0)
+    shepard = dist.clamp_min(1e-3).pow(-2)
+    weights = shepard / shepard.sum(dim=0, keepdim=True)
+    one_hot = (torch.arange(dist.shape[0]).view(-1, 1, 1) == owner).float()
+    return torch.where(owner >= 0, one_hot, weights)
+
+
+def painted_edge_ramp(painted: torch.Tensor, ramp: int) -> torch.Tensor:
+    """(H, W) {0, 1} painted mask -> weight 1 inside, 0 outside, rising smoothly over ``ramp``
+    pixels just inside the border (unpainted pixels stay exactly 0)."""
+    k = 2 * ramp + 1
+    near = F.avg_pool2d(painted[None, None], k, stride=1, padding=ramp, count_include_pad=False)[0, 0]
+    return painted * _smoothstep(2 * near - 1)
 
 
 @torch.no_grad()
 def drags_to_flow(hints, height: int, width: int, num_frames: int, flow_unit: int | None = None):
     """A rough dense flow straight from motion hints, with no model (for instant previews).
 
-    The drag squares of the stage-1 sparse control (``control.sparse_flow_from_hints``: each
-    track moves a square of half-size ``flow_unit``; brushed-out regions are known still) are
-    spread over the image by normalised smoothing at 1/8 resolution: the masked flow and the mask
-    are blurred alike and divided, so each pixel takes the weighted mean of the nearby drags. The
-    result is upsampled and set to zero where the brush keeps the image still. It is not what the
-    flow model predicts, only enough to see where things will go.
+    Each track moves its drag square (half-size ``flow_unit``, as in the stage-1 sparse control)
+    exactly along the track, so the content at a track's start goes where the artist drew it.
+    Between squares every pixel takes the inverse-square-distance mean of the tracks'
+    displacements. How much of it a pixel gets:
+
+    * nothing painted: all of it inside the squares, fading smoothly to none at
+      ``FALLOFF_FRACTION`` of the long side past the nearest square;
+    * a brush painted: all of it inside the painted region (only tracks that start there count;
+      unpainted pixels are not samples of zero motion), none outside, with a smooth edge
+      ``EDGE_FRACTION`` of the short side wide just inside the painted border.
+
+    web/motion_preview.js computes the same field for the editor's Play. It is not what the flow
+    model predicts, only enough to see where things will go.
 
     :param hints: MotionHints (coordinates in hint-image pixels, mapped like the image) or None
     :param height, width: target size in pixels (multiples of 8)
@@ -148,23 +193,36 @@ def drags_to_flow(hints, height: int, width: int, num_frames: int, flow_unit: in
     :param flow_unit: drag square half-size in target pixels; None -> scaled default (64 at 512x320)
     :return: ``(flow (F, 2, H, W) float32 pixels, frame 0 zero; static (H, W) float32, 1 = still)``
     """
-    from motion_i2v_core.motion.control import sparse_flow_from_hints  # control imports the hint/brush stack, only needed here
+    from motion_i2v_core.motion.brush import static_mask  # the brush stack is only needed here
+    from motion_i2v_core.motion.control import hints_to_target
+    from motion_i2v_core.motion.hints import MotionHints
+    from motion_i2v_core.motion.trajectories import default_flow_unit, resample_track
 
     if height % 8 or width % 8 or height <= 0 or width <= 0:
         raise ValueError(f"size {width}x{height} must be positive multiples of 8")
     if num_frames < 2:
         raise ValueError(f"num_frames must be at least 2 (the reference frame and one more), got {num_frames}")
-    sparse01, mask, static = sparse_flow_from_hints(hints, height, width, num_frames=num_frames - 1,
-                                                    flow_unit=flow_unit or None)
-    scale = torch.tensor([width, height], dtype=torch.float32).view(1, 2, 1, 1)
-    flow = (sparse01[0].transpose(0, 1) * 2 - 1) * scale           # (F-1, 2, H, W) pixels
-    weight = mask[0].transpose(0, 1).expand(-1, 1, -1, -1)          # (F-1, 1, H, W)
-    small = (height // 8, width // 8)
-    flow_s = F.interpolate(flow * weight, size=small, mode="area")
-    weight_s = F.interpolate(weight, size=small, mode="area")
-    radius = max(1, max(small) // 6)
-    dense = _box_smooth(flow_s, radius) / _box_smooth(weight_s, radius).clamp_min(1e-6)
-    dense = F.interpolate(dense, size=(height, width), mode="bilinear", align_corners=False)
-    static2d = static.reshape(height, width).float()
-    dense = dense * (1 - static2d)
-    return torch.cat([torch.zeros_like(dense[:1]), dense]).float(), static2d
+    u = int(flow_unit or default_flow_unit(height, width))
+    tracks, movable, _ = hints_to_target(hints if hints is not None else MotionHints(), height, width)
+    static = static_mask(movable, height, width)
+    painted = 1 - static if static.any() else None
+    paths = []
+    for track in tracks:
+        p = np.clip(np.asarray(track, np.float64).reshape(-1, 2), 0, [width - 1, height - 1])
+        if p.shape[0] == 1:
+            p = np.concatenate([p, p + 1.0])  # a single click: the app's 1 px anchor drift
+        if painted is None or painted[int(p[0, 1]), int(p[0, 0])] > 0:
+            paths.append(resample_track(p, num_frames))
+    flow = torch.zeros(num_frames, 2, height, width)
+    if not paths:
+        return flow, static
+    moves = torch.from_numpy(np.stack([q - q[0] for q in paths], axis=1)).float()  # (F, K, 2)
+    dist = _square_distances([q[0] for q in paths], height, width, u)
+    if painted is None:
+        reach = FALLOFF_FRACTION * max(height, width)
+        amount = _smoothstep(1 - dist.amin(dim=0) / reach)
+    else:
+        amount = painted_edge_ramp(painted, max(2, round(EDGE_FRACTION * min(height, width))))
+    weights = _track_weights(dist) * amount
+    flow[1:] = torch.einsum("fkc,khw->fchw", moves[1:], weights)
+    return flow, static
