@@ -7,12 +7,15 @@
 
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
-import { MotionBrushEditor } from "./motion_brush_editor.js";
+import { DEFAULT_TARGET, MotionBrushEditor } from "./motion_brush_editor.js";
 
 // Must match nodes/draw_motion_brush.py (NODE_ID, HINTS_WIDGET_TYPE).
 const NODE_ID = "MotionI2VDrawMotionBrush";
 const WIDGET_TYPE = "MI2V_HINTS_JSON";
 const IMAGE_INPUT = "image";
+const MOTION_TYPE = "MI2V_MOTION"; // the output is found by type: its slot name varies (frontend versions)
+// Nodes whose size / frame widgets say what the drawing will drive (Play follows the first found).
+const TARGET_NODES = ["MotionI2VDragsToFlow", "MotionI2VEncodeFlow"];
 const EDITOR_MIN_HEIGHT = 300;
 const NEW_NODE_SIZE = [480, 480];
 // How often the editor checks which file the linked Load Image node shows. Polling a string is
@@ -42,20 +45,53 @@ function parseImageWidgetValue(value) {
   return { filename: name.slice(slash + 1), subfolder: slash >= 0 ? name.slice(0, slash) : "", type };
 }
 
-/** The node feeding `inputName`, looking through Reroute nodes. */
+/** The node feeding `inputName`, looking through Reroute nodes. Uses the node API, not the
+ * slots' `link` fields (deprecated in newer frontends). */
 function linkedSourceNode(node, inputName) {
   let current = node;
-  let input = node.inputs?.find((i) => i.name === inputName);
-  for (let hops = 0; input?.link != null && hops < 32; hops++) {
-    const links = current.graph?.links;
-    const link = links instanceof Map ? links.get(input.link) : links?.[input.link];
-    const source = link && current.graph.getNodeById(link.origin_id);
+  let slot = node.findInputSlot?.(inputName) ?? -1;
+  for (let hops = 0; slot >= 0 && current.graph && hops < 32; hops++) {
+    const source = current.getInputNode?.(slot);
     if (!source) return null;
     if (source.type !== "Reroute") return source;
     current = source;
-    input = source.inputs?.[0];
+    slot = 0;
   }
   return null;
+}
+
+/** Nodes fed by the output of type `outputType`, looking through Reroute nodes (breadth first). */
+function linkedTargetNodes(node, outputType) {
+  const found = [];
+  let frontier = [[node, node.outputs?.findIndex((o) => o.type === outputType) ?? -1]];
+  for (let hops = 0; frontier.length && hops < 32; hops++) {
+    const next = [];
+    for (const [current, slot] of frontier) {
+      if (slot < 0 || !current.graph) continue;
+      for (const target of current.getOutputNodes?.(slot) ?? []) {
+        if (target.type === "Reroute") next.push([target, 0]);
+        else found.push(target);
+      }
+    }
+    frontier = next;
+  }
+  return found;
+}
+
+/** Size, frames and drag-square size of the first Drags To Flow / Encode Flow the drawing feeds. */
+function linkedTarget(node) {
+  const target = linkedTargetNodes(node, MOTION_TYPE).find((n) => TARGET_NODES.includes(n.comfyClass ?? n.type));
+  if (!target) return DEFAULT_TARGET;
+  const value = (name, fallback) => {
+    const v = Number(target.widgets?.find((w) => w.name === name)?.value);
+    return Number.isFinite(v) ? v : fallback;
+  };
+  return {
+    width: value("width", DEFAULT_TARGET.width),
+    height: value("height", DEFAULT_TARGET.height),
+    frames: value("num_frames", DEFAULT_TARGET.frames),
+    flowUnit: value("flow_unit", 0),
+  };
 }
 
 /** /view URL of the image file a linked Load Image-style node shows, or null. */
@@ -66,7 +102,10 @@ function linkedImageUrl(node) {
 }
 
 function recordGraphChange() {
-  app.extensionManager?.workflow?.activeWorkflow?.changeTracker?.checkState?.();
+  const tracker = app.extensionManager?.workflow?.activeWorkflow?.changeTracker;
+  // captureCanvasState() replaced checkState() (deprecated, warns) in newer frontends.
+  if (tracker?.captureCanvasState) tracker.captureCanvasState();
+  else tracker?.checkState?.();
 }
 
 /** Loads reference images into the editor; a later request supersedes an earlier one. */
@@ -76,11 +115,12 @@ class ReferenceLoader {
     this.generation = 0;
   }
 
-  load(url, width, height) {
+  /** `changed`: the user picked another picture (the editor then asks about an existing drawing). */
+  load(url, width, height, changed = false) {
     const generation = ++this.generation;
     const img = new Image();
     img.onload = () => {
-      if (generation === this.generation && !this.editor._destroyed) this.editor.setReference(img, width, height);
+      if (generation === this.generation && !this.editor._destroyed) this.editor.setReference(img, width, height, { changed });
     };
     img.onerror = () => {
       if (generation === this.generation) console.warn(`[Motion-I2V] Draw Motion Brush: could not load reference image ${url}`);
@@ -105,17 +145,34 @@ function createEditorWidget(node, inputName, inputData) {
     node.setDirtyCanvas?.(true, false);
     recordGraphChange();
   };
+  // Tool and brush radius are kept with the workflow (node properties), not in the hints value.
+  node.properties ??= {};
+  editor.onToolChange = ({ tool, brushRadius }) => {
+    node.properties.mi2v_tool = tool;
+    node.properties.mi2v_brush_radius = brushRadius;
+  };
+  const restoreTool = () => {
+    const { mi2v_tool: tool, mi2v_brush_radius: radius } = node.properties ?? {};
+    editor.restoreTool({ tool, brushRadius: radius });
+  };
   widget.editor = editor;
   node.mi2vEditor = editor;
 
   const loader = new ReferenceLoader(editor);
-  node.properties ??= {};
   let lastLinkedUrl = null;
   const pollLinkedImage = () => {
+    editor.setTarget(linkedTarget(node));
+    editor.setImageConnected(Boolean(node.isInputConnected?.(node.findInputSlot?.(IMAGE_INPUT) ?? -1)));
     const url = linkedImageUrl(node);
     if (url === lastLinkedUrl) return;
+    const previous = lastLinkedUrl;
     lastLinkedUrl = url;
-    if (url) loader.load(url);
+    if (url) loader.load(url, undefined, undefined, previous !== null);
+    else if (!node.isInputConnected?.(node.findInputSlot?.(IMAGE_INPUT) ?? -1)) {
+      // Unplugged: no stale picture (a run's preview of another source is still offered on load).
+      loader.cancel();
+      editor.clearReference();
+    }
   };
   const pollTimer = setInterval(pollLinkedImage, SOURCE_POLL_MS);
   // Check at once too (after the graph has wired the links), so the image shows without a wait.
@@ -130,6 +187,7 @@ function createEditorWidget(node, inputName, inputData) {
   });
   // A reloaded workflow whose image does not come from Load Image: try the last run's preview.
   chainCallback(node, "onConfigure", function () {
+    restoreTool();
     setTimeout(() => {
       const ref = this.properties?.mi2v_reference;
       if (ref?.filename && !linkedImageUrl(this)) loader.load(viewUrl(ref), ref.width, ref.height);

@@ -7,10 +7,14 @@
 // which divides by the on-screen size of the canvas, so the graph's zoom never leaks into the data.
 
 import { emptyHints, isEmptyHints, parseHints, rescaleHints, serializeHints } from "./motion_hints_format.js";
+import { dragsToFlow, targetInImage, warpImage } from "./motion_preview.js";
 import { sampleTrack } from "./track_sampling.js";
 
 export const PREVIEW_FRAMES = 16; // model_length of Motion-I2V: frame 0 + 15 flow frames
+// What the drawing feeds when nothing downstream says otherwise: the nodes' default size and length.
+export const DEFAULT_TARGET = Object.freeze({ width: 512, height: 320, frames: PREVIEW_FRAMES, flowUnit: 0 });
 const PLAY_FPS = 8;
+const PLAY_MAX_SIDE = 256; // the Play preview warps a raster this big (long side), a few ms per frame
 const MAX_HISTORY = 100;
 const MASK_MAX_SIDE = 1024; // the overlay raster is capped; the data stays vector strokes
 const POINT_HIT_PX = 9;
@@ -21,7 +25,7 @@ const MOVABLE_TINT = "#22d3a5";
 const STYLE_ID = "mi2v-motion-brush-style";
 const STYLE = `
 .mi2v-editor { display:flex; flex-direction:column; gap:4px; width:100%; height:100%; min-height:220px;
-  box-sizing:border-box; font:11px sans-serif; color:#ddd; outline:none; }
+  min-width:0; max-width:100%; overflow:hidden; box-sizing:border-box; font:11px sans-serif; color:#ddd; outline:none; }
 .mi2v-toolbar { display:flex; flex-wrap:wrap; gap:3px; align-items:center; }
 .mi2v-toolbar button { font:11px sans-serif; padding:2px 6px; border:1px solid #555; border-radius:4px;
   background:#2b2b2b; color:#ddd; cursor:pointer; }
@@ -32,7 +36,14 @@ const STYLE = `
 .mi2v-sep { width:1px; height:16px; background:#555; margin:0 2px; }
 .mi2v-stage { position:relative; flex:1 1 auto; min-height:120px; }
 .mi2v-canvas { position:absolute; left:0; top:0; width:100%; height:100%; touch-action:none; }
-.mi2v-status { white-space:nowrap; overflow:hidden; text-overflow:ellipsis; color:#aaa; min-height:14px; }
+.mi2v-notice { display:flex; flex-wrap:wrap; gap:4px; align-items:center; padding:3px 5px; border-radius:4px;
+  background:#4a3b12; color:#ffe6a6; }
+.mi2v-notice[hidden] { display:none; }
+.mi2v-notice button { font:11px sans-serif; padding:1px 6px; border:1px solid #a08030; border-radius:4px;
+  background:#2b2b2b; color:#ffe6a6; cursor:pointer; }
+/* Two lines, always: a growing status must neither widen the node nor move the image under the mouse. */
+.mi2v-status { flex:0 0 auto; height:26px; line-height:13px; overflow:hidden; white-space:normal;
+  overflow-wrap:anywhere; color:#aaa; }
 .mi2v-status.mi2v-error { color:#ff8080; }
 `;
 
@@ -63,6 +74,7 @@ export class MotionBrushEditor {
   constructor({ value = "", onChange = () => {} } = {}) {
     ensureStylesheet();
     this.onChange = onChange;
+    this.onToolChange = () => {}; // ({tool, brushRadius}) after the user picks a tool or radius
     this.hints = emptyHints();
     this.tool = "paint";
     this.brushRadius = 24;
@@ -77,6 +89,9 @@ export class MotionBrushEditor {
     this._hoverHit = null;
     this._playing = false;
     this._playFrame = 0;
+    this._playFrames = null; // {key, frames: [canvas...]} the warped reference, cached per drawing
+    this.target = { ...DEFAULT_TARGET };
+    this.imageConnected = true;
     this._renderPending = false;
     this._destroyed = false;
     this._fit = { s: 1, ox: 0, oy: 0 };
@@ -110,6 +125,7 @@ export class MotionBrushEditor {
     this._undo = [];
     this._redo = [];
     this.activeTrack = -1;
+    this._hideNotice();
     this._fitBrushRange();
     this._rebuildMask();
     this._updateToolbar();
@@ -120,8 +136,11 @@ export class MotionBrushEditor {
    * Show `image` (any drawable) as the reference, `width x height` being the true image size in
    * pixels (the drawable may be a downscaled preview). Existing hints are rescaled to that size.
    */
-  setReference(image, width = image.naturalWidth || image.width, height = image.naturalHeight || image.height) {
+  setReference(image, width = image.naturalWidth || image.width, height = image.naturalHeight || image.height, { changed = false } = {}) {
     this.reference = image;
+    this._referenceId = (this._referenceId ?? 0) + 1;
+    const old = { width: this.hints.width, height: this.hints.height };
+    const drawn = !isEmptyHints(this.hints) && this._invalidValue === null;
     if (width > 0 && height > 0 && (width !== this.hints.width || height !== this.hints.height) && this._invalidValue === null) {
       const before = this.getValue();
       this.hints = isEmptyHints(this.hints) ? emptyHints(width, height) : rescaleHints(this.hints, width, height);
@@ -131,8 +150,39 @@ export class MotionBrushEditor {
       this._rebuildMask();
       if (this.getValue() !== before) this.onChange(this.getValue());
     }
+    // Another picture, or one of another shape: the drawing was kept in relative positions
+    // (stretched if the shape changed); say so and offer to start over instead.
+    const reshaped = Math.abs(old.width / old.height - width / height) > 0.01 * (width / height);
+    if (drawn && (changed || reshaped)) {
+      const what = reshaped ? `The image changed shape (${old.width}×${old.height} → ${width}×${height})` : "The image changed";
+      this._showNotice(`${what}: the drawing was kept at the same relative positions${reshaped ? ", stretched" : ""}.`);
+    }
     this._updateToolbar();
     this.render();
+  }
+
+  /** Whether anything feeds the node's image input (only changes the placeholder's words). */
+  setImageConnected(connected) {
+    if (this.imageConnected === connected) return;
+    this.imageConnected = connected;
+    this.render();
+  }
+
+  /** No picture (the image input was unplugged): show the placeholder instead of a stale image. */
+  clearReference() {
+    this.reference = null;
+    this._playFrames = null;
+    this._hideNotice();
+    this.render();
+  }
+
+  _showNotice(text) {
+    this._noticeText.textContent = text;
+    this._notice.hidden = false;
+  }
+
+  _hideNotice() {
+    this._notice.hidden = true;
   }
 
   // ─── Editing primitives (each public edit is undoable) ───
@@ -185,6 +235,17 @@ export class MotionBrushEditor {
     this.render();
   }
 
+  /** Remove brush and tracks in one undoable step. */
+  clearAll() {
+    this._edit(() => {
+      this.hints.brush = [];
+      this.hints.tracks = [];
+      this.activeTrack = -1;
+    });
+    this._rebuildMask();
+    this.render();
+  }
+
   clearTracks() {
     this._edit(() => {
       this.hints.tracks = [];
@@ -225,10 +286,47 @@ export class MotionBrushEditor {
     if (tool !== "track") this.activeTrack = -1;
     this._updateToolbar();
     this.render();
+    this.onToolChange({ tool: this.tool, brushRadius: this.brushRadius });
   }
 
   setBrushRadius(radius) {
     this.brushRadius = clamp(Math.round(radius), 1, Number(this._sizeInput.max));
+    this._updateToolbar();
+    this.render();
+    this.onToolChange({ tool: this.tool, brushRadius: this.brushRadius });
+  }
+
+  /** Tool and radius saved with the workflow; unknown or missing values leave the defaults. */
+  restoreTool({ tool, brushRadius } = {}) {
+    if (["paint", "erase", "track"].includes(tool)) this.tool = tool;
+    if (Number.isFinite(brushRadius) && brushRadius >= 1) this.brushRadius = clamp(Math.round(brushRadius), 1, Number(this._sizeInput.max));
+    this._updateToolbar();
+    this.render();
+  }
+
+  /** A copy of track `index` (the selected one by default), offset a little so both show. */
+  duplicateTrack(index = this.activeTrack) {
+    if (index < 0 || index >= this.hints.tracks.length) return;
+    const d = Math.max(4, Math.round(Math.min(this.hints.width, this.hints.height) / 25));
+    this._edit(() => {
+      this.hints.tracks.push(this.hints.tracks[index].map(([x, y]) => this._clampToImage([x + d, y + d])));
+      this.activeTrack = this.hints.tracks.length - 1;
+    });
+  }
+
+  /** The same path run backwards (start and end swapped). */
+  reverseTrack(index = this.activeTrack) {
+    if (index < 0 || index >= this.hints.tracks.length) return;
+    this._edit(() => this.hints.tracks[index].reverse());
+  }
+
+  /** The size, length and drag-square size of the video this drawing feeds (Play follows them). */
+  setTarget({ width, height, frames, flowUnit = 0 }) {
+    const next = { width, height, frames, flowUnit };
+    if (!(width > 0 && height > 0 && frames >= 2)) return;
+    if (Object.keys(next).every((k) => next[k] === this.target[k])) return;
+    this.target = next;
+    this._playFrame = Math.min(this._playFrame, frames - 1);
     this._updateToolbar();
     this.render();
   }
@@ -325,14 +423,29 @@ export class MotionBrushEditor {
     );
     button("new-track", "New track", "Finish the current track; the next click starts a new one (Esc)", () => this.endTrack());
     button("delete-track", "Delete track", "Delete the selected track (or right-click a track's line)", () => this.deleteTrack());
+    button("duplicate-track", "Duplicate", "Copy the selected track (D); Alt+drag a track's line to move a whole track", () =>
+      this.duplicateTrack(),
+    );
+    button("reverse-track", "Reverse", "Run the selected track backwards (R)", () => this.reverseTrack());
     el("span", { className: "mi2v-sep" }, bar);
     button("undo", "Undo", "Undo the last edit in this editor", () => this.undo());
     button("redo", "Redo", "Redo", () => this.redo());
     button("clear-brush", "Clear brush", "Remove all brush strokes", () => this.clearBrush());
     button("clear-tracks", "Clear tracks", "Remove all tracks", () => this.clearTracks());
-    button("play", "Play", `Animate the tracks over ${PREVIEW_FRAMES} frames as the model samples them (PCHIP)`, () =>
-      this.togglePlay(),
-    );
+    button("play", "Play", "", () => this.togglePlay());
+    this._notice = el("div", { className: "mi2v-notice", hidden: true }, this.element);
+    this._noticeText = el("span", {}, this._notice);
+    const noticeButton = (action, label, onClick) => {
+      const b = el("button", { type: "button", textContent: label }, this._notice);
+      b.dataset.mi2vAction = action;
+      b.addEventListener("click", (e) => {
+        e.stopPropagation();
+        onClick();
+        this._hideNotice();
+      });
+    };
+    noticeButton("keep-drawing", "Keep drawing", () => {});
+    noticeButton("clear-drawing", "Clear drawing", () => this.clearAll());
     this._stage = el("div", { className: "mi2v-stage" }, this.element);
     this.canvas = el("canvas", { className: "mi2v-canvas" }, this._stage);
     this._status = el("div", { className: "mi2v-status" }, this.element);
@@ -345,9 +458,14 @@ export class MotionBrushEditor {
     b.redo.disabled = this._redo.length === 0;
     b["new-track"].disabled = this.activeTrack < 0;
     b["delete-track"].disabled = this.activeTrack < 0;
+    b["duplicate-track"].disabled = this.activeTrack < 0;
+    b["reverse-track"].disabled = this.activeTrack < 0 || this.hints.tracks[this.activeTrack]?.length < 2;
     b["clear-brush"].disabled = this.hints.brush.length === 0;
     b["clear-tracks"].disabled = this.hints.tracks.length === 0;
     b.play.textContent = this._playing ? "Stop" : "Play";
+    b.play.title =
+      `Play the image moved along the drawing over ${this.target.frames} frames: the rough motion Drags To Flow ` +
+      "makes, with the tracks sampled as the model samples them";
     b.play.setAttribute("aria-pressed", String(this._playing));
     this._sizeInput.value = String(this.brushRadius);
     this._sizeText.textContent = `${this.brushRadius}px`;
@@ -407,7 +525,11 @@ export class MotionBrushEditor {
     const before = serializeHints(this.hints);
     if (this.tool === "track") {
       const hit = this._hitPoint(p);
-      if (hit) {
+      const line = e.altKey ? (hit ? { track: hit.track } : this._hitSegment(p)) : null;
+      if (line) {
+        this.activeTrack = line.track;
+        this._drag = { kind: "track", before, track: line.track, from: p, points: this.hints.tracks[line.track].map((q) => [...q]) };
+      } else if (hit) {
         this.activeTrack = hit.track;
         this._drag = { kind: "point", before, track: hit.track, point: hit.point };
       } else {
@@ -444,6 +566,10 @@ export class MotionBrushEditor {
         pts.push(q);
         this._drawStrokeOnMask(drag.stroke, pts.length - 2);
       }
+    } else if (drag?.kind === "track") {
+      const track = this.hints.tracks[drag.track];
+      if (!track || track.length !== drag.points.length) this._drag = null;
+      else drag.points.forEach(([x, y], k) => (track[k] = this._clampToImage([x + p[0] - drag.from[0], y + p[1] - drag.from[1]])));
     } else if (drag?.kind === "point") {
       const track = this.hints.tracks[drag.track];
       // The point can vanish mid-drag (Delete key, or the graph's undo replacing the value): stop dragging.
@@ -483,6 +609,14 @@ export class MotionBrushEditor {
       this.deletePoint(this._hoverHit.track, this._hoverHit.point);
       this._hoverHit = null;
     } else if (e.key === "Delete" || e.key === "Backspace") this.deleteTrack();
+    else if (e.ctrlKey || e.metaKey || e.altKey) handled = false;
+    else if (e.key === "p" || e.key === "b") this.setTool("paint");
+    else if (e.key === "e") this.setTool("erase");
+    else if (e.key === "t") this.setTool("track");
+    else if (e.key === "[") this.setBrushRadius(this.brushRadius / 1.25);
+    else if (e.key === "]") this.setBrushRadius(this.brushRadius * 1.25 + 1);
+    else if (e.key === "d") this.duplicateTrack();
+    else if (e.key === "r") this.reverseTrack();
     else handled = false;
     // Keys the editor used must not reach the graph (Delete would remove the node).
     if (handled) {
@@ -502,7 +636,7 @@ export class MotionBrushEditor {
         // A frame's timestamp can precede the click's performance.now(), which made the frame index
         // negative and stopped the animation: count from the first frame's own timestamp instead.
         if (this._playStart === null) this._playStart = now;
-        this._playFrame = Math.floor(((now - this._playStart) * PLAY_FPS) / 1000) % PREVIEW_FRAMES;
+        this._playFrame = Math.floor(((now - this._playStart) * PLAY_FPS) / 1000) % this.target.frames;
         this._render();
         this._playRaf = requestAnimationFrame(tick);
       };
@@ -595,8 +729,11 @@ export class MotionBrushEditor {
       ctx.fillStyle = "#888";
       ctx.textAlign = "center";
       ctx.font = "12px sans-serif";
-      ctx.fillText("The image appears here when it comes from a Load Image node,", ox + iw / 2, oy + ih / 2 - 8);
-      ctx.fillText("otherwise after the first run.", ox + iw / 2, oy + ih / 2 + 8);
+      const lines = this.imageConnected
+        ? ["The image appears here when it comes from a Load Image node,", "otherwise after the first run."]
+        : ["No image connected: connect one to the image input", "(Load Image shows it at once) to draw on it."];
+      ctx.fillText(lines[0], ox + iw / 2, oy + ih / 2 - 8);
+      ctx.fillText(lines[1], ox + iw / 2, oy + ih / 2 + 8);
     }
     if (this.hints.brush.length) {
       ctx.globalAlpha = 0.45;
@@ -607,8 +744,8 @@ export class MotionBrushEditor {
     ctx.lineWidth = 1;
     ctx.strokeRect(ox - 0.5, oy - 0.5, iw + 1, ih + 1);
 
-    this.hints.tracks.forEach((track, i) => this._drawTrack(ctx, track, i));
     if (this._playing) this._drawPlayFrame(ctx);
+    else this.hints.tracks.forEach((track, i) => this._drawTrack(ctx, track, i));
     this._drawBrushCursor(ctx);
     this._updateStatus();
   }
@@ -662,21 +799,99 @@ export class MotionBrushEditor {
       ctx.fillStyle = "#111";
       ctx.fillText(String(k + 1), x, y + 0.5);
     });
-    // Track number next to its start point, outlined so it reads on any image.
+    // Track number behind its start point (away from where the track goes, so it covers no point),
+    // outlined so it reads on any image.
+    const [lx, ly] = this._labelPosition(pts);
     ctx.font = "bold 11px sans-serif";
-    ctx.textAlign = "left";
+    ctx.textAlign = "center";
     ctx.lineWidth = 3;
     ctx.strokeStyle = "#111";
-    ctx.strokeText(`T${index + 1}`, pts[0][0] + 9, pts[0][1] - 10);
+    ctx.strokeText(`T${index + 1}`, lx, ly);
     ctx.fillStyle = color;
-    ctx.fillText(`T${index + 1}`, pts[0][0] + 9, pts[0][1] - 10);
+    ctx.fillText(`T${index + 1}`, lx, ly);
     ctx.restore();
+  }
+
+  /** The reference pushed along the drawing's rough flow, one canvas per frame (null without an image). */
+  _warpedFrames() {
+    if (!this.reference) return null;
+    const { width, height } = this.hints;
+    const key = `${this.getValue()}|${JSON.stringify(this.target)}|${this._referenceId}`;
+    if (this._playFrames?.key === key) return this._playFrames.frames;
+    const k = Math.min(1, PLAY_MAX_SIDE / Math.max(width, height));
+    const rw = Math.max(8, Math.round(width * k));
+    const rh = Math.max(8, Math.round(height * k));
+    const raster = Object.assign(document.createElement("canvas"), { width: rw, height: rh });
+    const rctx = raster.getContext("2d", { willReadFrequently: true });
+    let pixels;
+    let painted = null;
+    try {
+      rctx.drawImage(this.reference, 0, 0, rw, rh);
+      pixels = rctx.getImageData(0, 0, rw, rh).data;
+      if (this.hints.brush.length) {
+        rctx.clearRect(0, 0, rw, rh);
+        rctx.drawImage(this._maskCanvas, 0, 0, rw, rh);
+        const alpha = rctx.getImageData(0, 0, rw, rh).data;
+        painted = new Uint8Array(rw * rh).map((_, i) => (alpha[i * 4 + 3] > 127 ? 1 : 0));
+        if (!painted.some((v) => v)) painted = null; // all erased: nothing painted, everything may move
+      }
+    } catch (e) {
+      console.warn(`[Motion-I2V] Draw Motion Brush: cannot read the image for Play (${e.message}); showing the tracks only`);
+      return null;
+    }
+    // Lengths Drags To Flow uses at the node's size, in image pixels, then on the raster.
+    const fit = targetInImage(width, height, this.target);
+    const sx = rw / width;
+    const sy = rh / height;
+    const flows = dragsToFlow({
+      tracks: this.hints.tracks.map((t) => t.map(([x, y]) => [x * sx, y * sy])),
+      painted,
+      width: rw,
+      height: rh,
+      frames: this.target.frames,
+      flowUnit: Math.max(1, fit.flowUnit * sx),
+      reach: fit.reach * sx,
+      edgeRamp: fit.edgeRamp * sx,
+    });
+    const frames = flows.map((flow, f) => {
+      const c = Object.assign(document.createElement("canvas"), { width: rw, height: rh });
+      const data = f === 0 ? pixels : warpImage(pixels, flow, rw, rh);
+      c.getContext("2d").putImageData(new ImageData(new Uint8ClampedArray(data), rw, rh), 0, 0);
+      return c;
+    });
+    this._playFrames = { key, frames };
+    return frames;
+  }
+
+  /** Canvas position for a track's label: 18 px before its start, against the first move. */
+  _labelPosition(pts) {
+    const [x0, y0] = pts[0];
+    const next = pts.find(([x, y]) => Math.hypot(x - x0, y - y0) > 1);
+    const [dx, dy] = next ? [next[0] - x0, next[1] - y0] : [1, 1];
+    const len = Math.hypot(dx, dy);
+    return [x0 - (dx / len) * 18, y0 - (dy / len) * 18];
   }
 
   _drawPlayFrame(ctx) {
     ctx.save();
+    const frames = this._warpedFrames();
+    if (frames) {
+      const { s, ox, oy } = this._fit;
+      ctx.drawImage(frames[this._playFrame], ox, oy, this.hints.width * s, this.hints.height * s);
+      // The part of the image the video keeps (resized to cover the node's size, centre-cropped).
+      const { crop } = targetInImage(this.hints.width, this.hints.height, this.target);
+      const [x0, y0] = this._toCanvas([crop.x, crop.y]);
+      ctx.strokeStyle = "rgba(255,255,255,0.7)";
+      ctx.setLineDash([5, 4]);
+      ctx.lineWidth = 1;
+      ctx.strokeRect(x0, y0, crop.width * s, crop.height * s);
+      ctx.setLineDash([]);
+    }
+    ctx.globalAlpha = 0.4;
+    this.hints.tracks.forEach((track, i) => this._drawTrack(ctx, track, i));
+    ctx.globalAlpha = 1;
     this.hints.tracks.forEach((track, i) => {
-      const [x, y] = this._toCanvas(sampleTrack(track, PREVIEW_FRAMES)[this._playFrame]);
+      const [x, y] = this._toCanvas(sampleTrack(track, this.target.frames)[this._playFrame]);
       ctx.beginPath();
       ctx.arc(x, y, 7, 0, 2 * Math.PI);
       ctx.fillStyle = "#fff";
@@ -686,12 +901,12 @@ export class MotionBrushEditor {
       ctx.stroke();
     });
     ctx.fillStyle = "rgba(0,0,0,0.6)";
-    ctx.fillRect(4, 4, 86, 18);
+    ctx.fillRect(4, 4, 92, 18);
     ctx.fillStyle = "#fff";
     ctx.font = "11px sans-serif";
     ctx.textAlign = "left";
     ctx.textBaseline = "middle";
-    ctx.fillText(`frame ${this._playFrame + 1} / ${PREVIEW_FRAMES}`, 9, 13);
+    ctx.fillText(`frame ${this._playFrame + 1} / ${this.target.frames}`, 9, 13);
     ctx.restore();
   }
 
@@ -719,8 +934,8 @@ export class MotionBrushEditor {
         this.tool === "track"
           ? this.activeTrack >= 0
             ? `T${this.activeTrack + 1}: click adds a point, Esc/right-click ends the track`
-            : "click to start a track; drag points; right-click deletes a point or a track"
-          : `${this.tool} radius ${this.brushRadius}px`;
+            : "click to start a track; drag points (Alt+drag: whole track); right-click deletes a point or a track"
+          : `${this.tool} radius ${this.brushRadius}px ([ ])`;
       text = `${width}×${height} · ${region} · ${tracks.length} track${tracks.length === 1 ? "" : "s"} · ${hint}`;
     }
     if (this._status.textContent !== text) this._status.textContent = text;

@@ -28,7 +28,7 @@ const PLAN = shiftPlan({
   paint: [[60, 60], [110, 72], [160, 80], [200, 76], [240, 70]],
   eraseRadius: 8,
   erase: [[150, 40], [150, 75], [150, 110]],
-  track1: [[70, 180], [130, 200], [200, 190]],
+  track1: [[70, 66], [130, 150], [200, 190]], // starts in the painted band: Play moves it
   track2: [[260, 60], [300, 120], [330, 200]],
   track2Drag: { from: [300, 120], to: [290, 140] },
   track2Extra: [350, 232], // added, then deleted with a right-click
@@ -65,7 +65,11 @@ const browser = await chromium.launch({
 });
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  page.on("console", (m) => m.type() === "error" && report.consoleErrors.push(m.text().slice(0, 300)));
+  report.deprecations = [];
+  page.on("console", (m) => {
+    if (m.type() === "error") report.consoleErrors.push(m.text().slice(0, 300));
+    if (/deprecat/i.test(m.text())) report.deprecations.push(m.text().slice(0, 300));
+  });
   page.on("pageerror", (e) => report.consoleErrors.push("pageerror: " + e.message.slice(0, 300)));
 
   // Without TutorialCompleted the first-run templates dialog covers the canvas and eats the mouse.
@@ -85,7 +89,7 @@ try {
     window.app.extensionManager.setting.get("Comfy.VueNodes.Enabled"),
   );
 
-  // ─── Build LoadImage -> Draw Motion Brush -> MaskToImage -> PreviewImage ───
+  // ─── Build LoadImage -> Draw Motion Brush -> MaskToImage -> PreviewImage, and -> Drags To Flow ───
   const ids = await page.evaluate(
     ({ imageName, zoom }) => {
       const { app, LiteGraph } = window;
@@ -102,13 +106,16 @@ try {
       const brush = add("MotionI2VDrawMotionBrush", [340, 120], [560, 560]);
       const toImage = add("MaskToImage", [940, 120]);
       const preview = add("PreviewImage", [940, 240], [260, 260]);
+      const toFlow = add("MotionI2VDragsToFlow", [940, 540]);
+      toFlow.widgets.find((w) => w.name === "num_frames").value = 12; // Play must follow it
       load.connect(0, brush, 0);
       brush.connect(0, toImage, 0);
+      brush.connect(1, toFlow, 0);
       toImage.connect(0, preview, 0);
       app.canvas.ds.scale = zoom;
       app.canvas.ds.offset = [80, 90]; // clear of the sidebar and the top bar
       app.graph.setDirtyCanvas(true, true);
-      return { load: load.id, brush: brush.id, toImage: toImage.id, preview: preview.id };
+      return { load: load.id, brush: brush.id, toImage: toImage.id, preview: preview.id, toFlow: toFlow.id };
     },
     { imageName: IMAGE_NAME, zoom: ZOOM },
   );
@@ -199,11 +206,49 @@ try {
   await pressButton("redo");
   report.checks.editorUndoRedo = undone.tracks.length === 4 && (await serializedValue()) === drawn;
 
-  // "Play" animates dots along the tracks and leaves the value alone.
+  // The status line changes with the tool; the drawing surface must not move or resize with it.
+  const canvasRect = () => page.evaluate(() => JSON.stringify(document.querySelector(".mi2v-canvas").getBoundingClientRect()));
+  const rectBefore = await canvasRect();
+  await pressButton("paint");
+  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+  const rectPaint = await canvasRect();
+  await pressButton("track");
+  report.canvasRects = [rectBefore, rectPaint];
+  report.checks.stableLayout = rectBefore === rectPaint;
+
+  // "Play" moves the image itself along the drawing, over the frames of the Drags To Flow it feeds,
+  // and leaves the value alone.
   await pressButton("play");
   await page.waitForFunction((expr) => eval(expr)._playFrame >= 2, editorExpr(), { timeout: 20000, polling: 100 });
+  report.playInfo = await page.evaluate((expr) => {
+    const editor = eval(expr);
+    const frames = editor._warpedFrames();
+    const pixels = (c) => c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+    const first = pixels(frames[0]);
+    const last = pixels(frames[frames.length - 1]);
+    let changed = 0;
+    for (let i = 0; i < first.length; i += 4) if (Math.abs(first[i] - last[i]) + Math.abs(first[i + 1] - last[i + 1]) > 30) changed++;
+    return { targetFrames: editor.target.frames, frames: frames.length, changedFraction: changed / (first.length / 4) };
+  }, editorExpr());
+  if (env.PLAY_SCREENSHOT) {
+    await page.evaluate((expr) => {
+      const editor = eval(expr);
+      editor._playing = false; // hold the last frame for the picture
+      editor._playFrame = editor.target.frames - 1;
+      editor._playing = true;
+      cancelAnimationFrame(editor._playRaf);
+      editor._render();
+    }, editorExpr());
+    await page.locator(".mi2v-editor").first().screenshot({ path: env.PLAY_SCREENSHOT });
+    await page.evaluate((expr) => {
+      const editor = eval(expr);
+      editor._playing = false;
+      editor.togglePlay();
+    }, editorExpr());
+  }
   await pressButton("play");
   report.checks.play = (await page.evaluate((expr) => eval(expr)._playing, editorExpr())) === false && (await serializedValue()) === drawn;
+  const toolBefore = await page.evaluate((expr) => [eval(expr).tool, eval(expr).brushRadius], editorExpr());
 
   // The editor follows the node's size (dragging the node's bottom-right corner with the mouse);
   // the stored coordinates do not change.
@@ -246,6 +291,9 @@ try {
   if (!report.checks.reloadIdentical) {
     report.reloadDiff = { before: valuesOf(workflow), after: valuesOf(reloadedWorkflow), widget: await widgetValue() };
   }
+  report.checks.toolKept =
+    JSON.stringify(await page.evaluate((expr) => [eval(expr).tool, eval(expr).brushRadius], editorExpr())) ===
+    JSON.stringify(toolBefore);
   report.checks.reloadEditorState = await page.evaluate(
     ({ expr }) => JSON.stringify(eval(expr).hints.tracks.length),
     { expr: editorExpr() },
@@ -273,7 +321,8 @@ try {
   const graphUndo = await page.evaluate(async ({ brushId }) => {
     const { app } = window;
     const tracker = app.extensionManager.workflow.activeWorkflow.changeTracker;
-    tracker.checkState();
+    if (tracker.captureCanvasState) tracker.captureCanvasState();
+    else tracker.checkState();
     const valueOf = () => app.graph.getNodeById(brushId).widgets.find((w) => w.name === "hints_json").value;
     const before = valueOf();
     app.graph.getNodeById(brushId).mi2vEditor.clearTracks();

@@ -81,6 +81,7 @@ def run_editor_script(tools, server, vue: bool, screenshot: Path) -> dict:
         IMAGE_W=str(IMAGE_W),
         IMAGE_H=str(IMAGE_H),
         SCREENSHOT=str(screenshot),
+        PLAY_SCREENSHOT=str(screenshot.with_name(screenshot.stem + "_play.png")),
         MI2V_BROWSER_DIR=str(_browser_dir()),
         CHROMIUM=tools["chromium"],
     )
@@ -132,6 +133,11 @@ def test_editor_in_real_browser(mode, browser_tools, comfy_server, reference_ima
     assert_points_close(data["tracks"][2], [plan["anchor"]], "anchor")
     assert checks["pointDeletedByRightClick"] and checks["trackDeletedByButton"] and checks["editorUndoRedo"]
     assert checks["play"]
+    play = report["playInfo"]
+    assert play["targetFrames"] == play["frames"] == 12, play  # the frames of the Drags To Flow it feeds
+    assert play["changedFraction"] > 0.02, play  # the image itself moved, not only the points
+    assert checks["stableLayout"], report["canvasRects"]
+    assert checks["toolKept"]
     assert checks["resizesWithNode"], report["editorSizes"]
     parse_widget_json(value)  # the Python reader accepts what the editor wrote
 
@@ -162,6 +168,7 @@ def test_editor_in_real_browser(mode, browser_tools, comfy_server, reference_ima
     # (blocked api.comfy.org look-ups, 404s for optional files) is not ours.
     ours = [e for e in report["consoleErrors"] if ("mi2v" in e.lower() or "motion-i2v" in e.lower()) and "api.comfy.org" not in e]
     assert not ours, ours
+    assert not report["deprecations"], report["deprecations"]
     img = cv2.imread(str(screenshot))
     assert img is not None and img.shape[0] > 300 and img.shape[1] > 600
     if mode == "classic" and os.environ.get("MI2V_UPDATE_SCREENSHOT") == "1":
