@@ -19,6 +19,12 @@ _NODE_SPECS = (
     ("render_video", "RenderVideo"),
     ("drags_to_flow", "DragsToFlow"),
     ("preview_motion", "PreviewMotion"),
+    ("preview_flow", "PreviewFlow"),
+    ("camera_motion", "CameraMotion"),
+    ("scale_flow", "ScaleFlow"),
+    ("combine_flows", "CombineFlows"),
+    ("flow_files", "SaveFlow"),
+    ("flow_files", "LoadFlow"),
 )
 
 

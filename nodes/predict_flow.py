@@ -6,7 +6,7 @@ import logging
 
 from comfy_api.latest import io
 
-from motion_i2v_core.motion.flow_viz import flow_to_color
+from motion_i2v_core.motion.flow_legend import flow_preview_with_legend
 from motion_i2v_core.motion.image_prep import fit_image
 from motion_i2v_core.pipelines.stage1 import predict_flow
 from motion_i2v_core.schedulers import sampler_names
@@ -77,7 +77,7 @@ class PredictFlow(io.ComfyNode):
             ],
             outputs=[
                 FlowType.Output("flow", tooltip="The motion field, for Render Video or Preview Motion."),
-                io.Image.Output("flow_preview", tooltip="The flow of each frame colour-coded (hue = direction, saturation = speed)."),
+                io.Image.Output("flow_preview", tooltip="The flow of each frame colour-coded (hue = direction, saturation = speed), with a colour-wheel legend."),
             ],
         )
 
@@ -99,4 +99,4 @@ class PredictFlow(io.ComfyNode):
             sampler=sampler, official_compat=official_compat, progress=progress, cancel=progress.cancel,
         )
         flow = FlowField(flow=prediction.flow.float().cpu(), static_mask=prediction.static_mask.float().cpu())
-        return io.NodeOutput(flow, frames_to_image(flow_to_color(flow.flow)))
+        return io.NodeOutput(flow, frames_to_image(flow_preview_with_legend(flow.flow)))

@@ -1,0 +1,94 @@
+"""Camera moves and flow tools on the real server: depth input, bad input as node errors, Save/Load Flow."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.comfy_server import PromptRejected
+from test_workflows import node_of, tiny_prompt, workflow
+
+
+@pytest.fixture(scope="module")
+def object_info(tiny_server):
+    return tiny_server.client().object_info()
+
+
+def camera_prompt(object_info, seed):
+    return tiny_prompt(workflow("motion_i2v_camera_move_no_weights"), object_info, seed=seed)
+
+
+def test_camera_motion_takes_an_image_as_depth_map(tiny_server, object_info):
+    prompt = camera_prompt(object_info, 101)
+    camera = prompt[node_of(prompt, "MotionI2VCameraMotion")]["inputs"]
+    camera["depth"] = [node_of(prompt, "LoadImage"), 0]
+    camera["dolly_in"] = 0.5
+    result = tiny_server.client().run(prompt, timeout=120)
+    assert result.ok, result.describe() + "\n" + tiny_server.log_tail()
+
+
+def test_camera_motion_flat_depth_is_a_node_error_naming_the_fix(tiny_server, object_info):
+    prompt = camera_prompt(object_info, 102)
+    solid = "900"
+    prompt[solid] = {"class_type": "SolidMask", "inputs": {"value": 0.5, "width": 64, "height": 64}}
+    camera_id = node_of(prompt, "MotionI2VCameraMotion")
+    camera = prompt[camera_id]["inputs"]
+    camera.pop("image")  # a square mask over a square image would pass the aspect check anyway
+    camera["depth"] = [solid, 0]
+    result = tiny_server.client().run(prompt, timeout=120)
+    assert result.status == "error" and result.error["node_id"] == camera_id, result.describe()
+    assert "depth map is flat" in result.error["exception_message"] and "disconnect" in result.error["exception_message"]
+
+
+def test_camera_motion_depth_of_another_aspect_is_a_node_error(tiny_server, object_info):
+    prompt = camera_prompt(object_info, 103)
+    prompt["901"] = {"class_type": "SolidMask", "inputs": {"value": 0.5, "width": 64, "height": 32}}
+    camera_id = node_of(prompt, "MotionI2VCameraMotion")
+    prompt[camera_id]["inputs"]["depth"] = ["901", 0]
+    result = tiny_server.client().run(prompt, timeout=120)
+    assert result.status == "error" and result.error["node_id"] == camera_id, result.describe()
+    assert "aspect" in result.error["exception_message"]
+
+
+def test_saved_flow_loads_back_and_resamples(tiny_server, object_info):
+    prompt = tiny_prompt(workflow("motion_i2v_flow_tools_no_weights"), object_info, seed=104)
+    save_id = node_of(prompt, "MotionI2VSaveFlow")
+    prompt[save_id]["inputs"]["filename_prefix"] = "motion_i2v_test/roundtrip"
+    client = tiny_server.client()
+    result = client.run(prompt, timeout=120)
+    assert result.ok, result.describe() + "\n" + tiny_server.log_tail()
+    saved = result.outputs[save_id]["mi2v_flow_files"][0]
+    assert (tiny_server.output_dir / saved["subfolder"] / saved["filename"]).is_file()
+    listed = client.object_info()["MotionI2VLoadFlow"]["input"]["required"]["flow_file"]
+    names = listed[1]["options"] if len(listed) > 1 and "options" in listed[1] else listed[0]
+    name = f"{saved['subfolder']}/{saved['filename']} [output]"
+    assert name in names
+    load = {
+        "1": {"class_type": "MotionI2VLoadFlow",
+              "inputs": {"flow_file": name, "width": 128, "height": 64, "num_frames": 4}},
+        "2": {"class_type": "MotionI2VPreviewFlow", "inputs": {"flow": ["1", 0]}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "mi2v_loaded"}},
+    }
+    loaded = client.run(load, timeout=120)
+    assert loaded.ok, loaded.describe()
+    images = loaded.outputs["3"]["images"]
+    assert len(images) == 4  # one colour frame per resampled flow frame
+
+
+def test_save_flow_outside_the_output_folder_is_refused(tiny_server, object_info):
+    prompt = tiny_prompt(workflow("motion_i2v_flow_tools_no_weights"), object_info, seed=105)
+    save_id = node_of(prompt, "MotionI2VSaveFlow")
+    prompt[save_id]["inputs"]["filename_prefix"] = "../escape/flow"
+    result = tiny_server.client().run(prompt, timeout=120)
+    assert result.status == "error" and result.error["node_id"] == save_id, result.describe()
+    assert "'..'" in result.error["exception_message"]
+    assert not (tiny_server.output_dir.parent / "escape").exists()
+
+
+def test_load_flow_name_outside_the_folders_is_rejected(tiny_server, object_info):
+    prompt = {"1": {"class_type": "MotionI2VLoadFlow",
+                    "inputs": {"flow_file": "../../etc/passwd", "width": 0, "height": 0, "num_frames": 0}},
+              "2": {"class_type": "MotionI2VPreviewFlow", "inputs": {"flow": ["1", 0]}},
+              "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}}
+    with pytest.raises(PromptRejected) as err:
+        tiny_server.client().queue(prompt)
+    assert "flow_file" in str(err.value) or "Load Flow" in str(err.value)
