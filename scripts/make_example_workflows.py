@@ -186,10 +186,136 @@ def preview_workflow():
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# Motion beyond drags (camera moves, flow tools): kept apart from the drag workflows above.
+# ---------------------------------------------------------------------------------------------
+
+CAMERA_MOVE = {"pan_right": 0.1, "pan_down": 0.0, "zoom_in": 0.3, "rotate_clockwise": 0.0, "dolly_in": 0.0,
+               "easing": "ease_in_out"}
+
+
+def _camera(wf, pos, move=CAMERA_MOVE):
+    widgets = [512, 320, 16, move["pan_right"], move["pan_down"], move["zoom_in"], move["rotate_clockwise"],
+               move["dolly_in"], move["easing"], False, 4.0, 60.0, 4]
+    return wf.node("MotionI2VCameraMotion", pos, (340, 420), widgets,
+                   inputs=[("depth", "IMAGE,MASK"), ("image", "IMAGE")],
+                   outputs=[("flow", "MI2V_FLOW"), ("motion", "MI2V_MOTION")])
+
+
+def _preview_flow_and_motion(wf, image, flow, pos, prefix):
+    """Preview Flow (colours + legend) and Preview Motion (the image warped) saved as a WEBP."""
+    colours = wf.node("MotionI2VPreviewFlow", (pos[0], pos[1] + 260), (300, 60), [],
+                      inputs=[("flow", "MI2V_FLOW")], outputs=[("images", "IMAGE")])
+    wf.connect(flow, 0, colours, "flow")
+    view = wf.node("PreviewImage", (pos[0], pos[1] + 360), (300, 260), [], inputs=[("images", "IMAGE")],
+                   title="Flow (colour wheel legend)")
+    wf.connect(colours, 0, view, "images")
+    preview = wf.node("MotionI2VPreviewMotion", pos, (300, 100), [],
+                      inputs=[("image", "IMAGE"), ("flow", "MI2V_FLOW")], outputs=[("frames", "IMAGE")])
+    wf.connect(image, 0, preview, "image")
+    wf.connect(flow, 0, preview, "flow")
+    save = wf.node("SaveAnimatedWEBP", (pos[0] + 340, pos[1]), (360, 420), [prefix, 8.0, False, 90, "default"],
+                   inputs=[("images", "IMAGE")])
+    wf.connect(preview, 0, save, "images")
+
+
+def camera_preview_workflow():
+    wf = Workflow()
+    image = _image(wf, (20, 20))
+    camera = _camera(wf, (380, 20))
+    wf.connect(image, 0, camera, "image")
+    _preview_flow_and_motion(wf, image, camera, (760, 20), "camera_preview")
+    return wf.to_json(
+        "Camera move preview, no weights needed: pan, zoom, roll and dolly by the last frame (the picture moves the "
+        "other way), eased. Connect a depth map (e.g. Depth Anything, near = bright) to 'depth' for parallax: near "
+        "things then move more than far ones and a dolly differs from a zoom."
+    )
+
+
+def camera_render_workflow():
+    wf, loader, pos, neg, image = _model_inputs()
+    camera = _camera(wf, (760, 20))
+    wf.connect(image, 0, camera, "image")
+    render = wf.node("MotionI2VRenderVideo", (1140, 20), (340, 300), [25, 7.0, 0, "fixed", "ddim", False],
+                     inputs=[("model", "MI2V_MODEL"), ("image", "IMAGE"), ("positive", "CONDITIONING"),
+                             ("negative", "CONDITIONING"), ("flow", "MI2V_FLOW")],
+                     outputs=[("frames", "IMAGE")])
+    for name, src in (("model", loader), ("image", image), ("positive", pos), ("negative", neg), ("flow", camera)):
+        wf.connect(src, 0, render, name)
+    save = wf.node("SaveAnimatedWEBP", (1520, 20), (360, 420), ["motion_i2v_camera", 8.0, False, 90, "default"],
+                   inputs=[("images", "IMAGE")])
+    wf.connect(render, 0, save, "images")
+    return wf.to_json(
+        "Camera move rendered: Camera Motion's flow drives Render Video directly (no flow prediction). Add a depth "
+        "map for parallax. To let stage 1 re-imagine the move instead, connect its 'motion' output to Encode Flow."
+    )
+
+
+def flow_tools_workflow():
+    wf = Workflow()
+    image = _image(wf, (20, 20))
+    brush = wf.node("MotionI2VDrawMotionBrush", (380, 20), (420, 520), [HINTS_JSON],
+                    inputs=[("image", "IMAGE"), ("mask", "MASK")],
+                    outputs=[("movable_mask", "MASK"), ("motion", "MI2V_MOTION")])
+    wf.connect(image, 0, brush, "image")
+    drags = wf.node("MotionI2VDragsToFlow", (840, 20), (320, 180), [512, 320, 16, 0],
+                    inputs=[("motion", "MI2V_MOTION")], outputs=[("flow", "MI2V_FLOW")])
+    wf.connect(brush, 1, drags, "motion")
+    camera = _camera(wf, (840, 240), dict(CAMERA_MOVE, zoom_in=0.0, pan_right=0.08, easing="linear"))
+    wf.connect(image, 0, camera, "image")
+    combine = wf.node("MotionI2VCombineFlows", (1220, 20), (320, 120), ["add"],
+                      inputs=[("base", "MI2V_FLOW"), ("overlay", "MI2V_FLOW"), ("mask", "MASK")],
+                      outputs=[("flow", "MI2V_FLOW")])
+    wf.connect(camera, 0, combine, "base")
+    wf.connect(drags, 0, combine, "overlay")
+    wf.connect(brush, 0, combine, "mask")
+    scale = wf.node("MotionI2VScaleFlow", (1220, 180), (320, 110), [1.5, "ease_out"],
+                    inputs=[("flow", "MI2V_FLOW")], outputs=[("scaled_flow", "MI2V_FLOW")])
+    wf.connect(combine, 0, scale, "flow")
+    save_flow = wf.node("MotionI2VSaveFlow", (1220, 330), (320, 80), ["motion_i2v/flow"],
+                        inputs=[("flow", "MI2V_FLOW")], outputs=[("filename", "STRING")])
+    wf.connect(scale, 0, save_flow, "flow")
+    _preview_flow_and_motion(wf, image, scale, (1580, 20), "flow_tools_preview")
+    return wf.to_json(
+        "Flow tools, no weights needed: the drags' motion added on top of a slow camera pan inside the brushed "
+        "region (Combine Flows), made 1.5x stronger and eased out (Scale Flow), saved to output/motion_i2v/ (Save "
+        "Flow; Load Flow reads it back) and previewed with the colour-wheel legend."
+    )
+
+
+MOTION_WORKFLOWS = {
+    "motion_i2v_camera_move_no_weights": camera_preview_workflow,
+    "motion_i2v_camera_move": camera_render_workflow,
+    "motion_i2v_flow_tools_no_weights": flow_tools_workflow,
+}
+
+
+def motion_thumbnails(image, size: int) -> dict:
+    """Thumbnails of the camera and flow-tool workflows: the image along the example camera move
+    (frame 12 of 16), and the flow colours with their legend beside it."""
+    import torch
+
+    from motion_i2v_core.motion.camera import CameraMove, camera_flow
+    from motion_i2v_core.motion.flow_legend import flow_preview_with_legend
+    from motion_i2v_core.motion.flow_preview import warp_preview
+
+    move = CameraMove(**{k: v for k, v in CAMERA_MOVE.items() if k != "easing"})
+    flow = camera_flow(move, size, size, 16, easing=CAMERA_MOVE["easing"])
+    warped = warp_preview(image.permute(2, 0, 1), flow)[12]
+    colours = flow_preview_with_legend(flow)[12]
+    half = size // 2
+    beside = torch.zeros(size, size, 3)
+    beside[size // 4: size // 4 + half, :half] = colours[::2, ::2]
+    beside[size // 4: size // 4 + half, half:] = warped[::2, ::2]
+    return {"motion_i2v_camera_move_no_weights": beside, "motion_i2v_camera_move": warped,
+            "motion_i2v_flow_tools_no_weights": colours}
+
+
 WORKFLOWS = {
     "motion_i2v_drag_and_brush": drag_brush_workflow,
     "motion_i2v_text_only": text_only_workflow,
     "motion_i2v_motion_preview_no_weights": preview_workflow,
+    **MOTION_WORKFLOWS,
 }
 
 
@@ -223,6 +349,7 @@ def render_thumbnails(comfy_dir: Path) -> dict:
         "motion_i2v_drag_and_brush": draw_tracks(warped, hints.tracks),
         "motion_i2v_text_only": image,
         "motion_i2v_motion_preview_no_weights": side_by_side,
+        **motion_thumbnails(image, size),
     }
     return {name: (t.clamp(0, 1).numpy() * 255).round().astype(np.uint8) for name, t in pictures.items()}
 
