@@ -25,6 +25,7 @@ _NODE_SPECS = (
     ("combine_flows", "CombineFlows"),
     ("flow_files", "SaveFlow"),
     ("flow_files", "LoadFlow"),
+    ("flow_from_video", "FlowFromVideo"),
 )
 
 

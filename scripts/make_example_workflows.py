@@ -283,10 +283,42 @@ def flow_tools_workflow():
     )
 
 
+DRIVING_CLIP = "motion_i2v_driving_clip.mp4"  # pick your own clip in Load Video
+
+
+def video_to_video_workflow():
+    wf, loader, pos, neg, image = _model_inputs()
+    clip = wf.node("LoadVideo", (380, 560), (320, 340), [DRIVING_CLIP, "video"], outputs=[("VIDEO", "VIDEO")])
+    parts = wf.node("GetVideoComponents", (380, 940), (320, 100), [], inputs=[("video", "VIDEO")],
+                    outputs=[("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT")])
+    wf.connect(clip, 0, parts, "video")
+    motion = wf.node("MotionI2VFlowFromVideo", (760, 20), (340, 300), [512, 320, 16, "dis", True, 4],
+                     inputs=[("video", "IMAGE"), ("mask", "MASK"), ("image", "IMAGE")],
+                     outputs=[("flow", "MI2V_FLOW"), ("motion", "MI2V_MOTION"), ("unreliable", "MASK")])
+    wf.connect(parts, 0, motion, "video")
+    wf.connect(image, 0, motion, "image")
+    render = wf.node("MotionI2VRenderVideo", (1140, 20), (340, 300), [25, 7.0, 0, "fixed", "ddim", False],
+                     inputs=[("model", "MI2V_MODEL"), ("image", "IMAGE"), ("positive", "CONDITIONING"),
+                             ("negative", "CONDITIONING"), ("flow", "MI2V_FLOW")],
+                     outputs=[("frames", "IMAGE")])
+    for name, src in (("model", loader), ("image", image), ("positive", pos), ("negative", neg), ("flow", motion)):
+        wf.connect(src, 0, render, name)
+    save = wf.node("SaveAnimatedWEBP", (1520, 20), (360, 420), ["motion_i2v_v2v", 8.0, False, 90, "default"],
+                   inputs=[("images", "IMAGE")])
+    wf.connect(render, 0, save, "images")
+    _preview_flow_and_motion(wf, image, motion, (1140, 480), "v2v_preview")
+    return wf.to_json(
+        "Video to video (motion transfer): Flow From Video measures the driving clip's motion (pick your clip in "
+        "Load Video; its first frame should match your image's layout) and Render Video applies it to your image. "
+        "A mask limits what follows the clip. Or send the 'motion' output to Encode Flow for Predict Flow."
+    )
+
+
 MOTION_WORKFLOWS = {
     "motion_i2v_camera_move_no_weights": camera_preview_workflow,
     "motion_i2v_camera_move": camera_render_workflow,
     "motion_i2v_flow_tools_no_weights": flow_tools_workflow,
+    "motion_i2v_video_to_video": video_to_video_workflow,
 }
 
 
@@ -308,7 +340,7 @@ def motion_thumbnails(image, size: int) -> dict:
     beside[size // 4: size // 4 + half, :half] = colours[::2, ::2]
     beside[size // 4: size // 4 + half, half:] = warped[::2, ::2]
     return {"motion_i2v_camera_move_no_weights": beside, "motion_i2v_camera_move": warped,
-            "motion_i2v_flow_tools_no_weights": colours}
+            "motion_i2v_flow_tools_no_weights": colours, "motion_i2v_video_to_video": beside}
 
 
 WORKFLOWS = {

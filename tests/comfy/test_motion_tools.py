@@ -92,3 +92,21 @@ def test_load_flow_name_outside_the_folders_is_rejected(tiny_server, object_info
     with pytest.raises(PromptRejected) as err:
         tiny_server.client().queue(prompt)
     assert "flow_file" in str(err.value) or "Load Flow" in str(err.value)
+
+
+def test_flow_from_video_one_frame_clip_is_a_node_error(tiny_server, object_info):
+    prompt = tiny_prompt(workflow("motion_i2v_video_to_video"), object_info, seed=106)
+    video_id = node_of(prompt, "MotionI2VFlowFromVideo")
+    prompt[video_id]["inputs"]["video"] = [node_of(prompt, "LoadImage"), 0]  # a single picture
+    result = tiny_server.client().run(prompt, timeout=120)
+    assert result.status == "error" and result.error["node_id"] == video_id, result.describe()
+    assert "at least 2" in result.error["exception_message"]
+
+
+def test_flow_from_video_reports_progress_per_clip_frame(tiny_server, object_info):
+    prompt = tiny_prompt(workflow("motion_i2v_video_to_video"), object_info, seed=107)
+    video_id = node_of(prompt, "MotionI2VFlowFromVideo")
+    result = tiny_server.client().run(prompt, timeout=300)
+    assert result.ok, result.describe() + "\n" + tiny_server.log_tail()
+    steps = result.progress_for(video_id)
+    assert steps and steps[-1] == (11, 11), steps  # 12-frame driving clip: 11 flows

@@ -24,6 +24,8 @@ PACK_NODES = {
     "MotionI2VCombineFlows": {"base", "overlay", "mode", "mask"},
     "MotionI2VSaveFlow": {"flow", "filename_prefix"},
     "MotionI2VLoadFlow": {"flow_file", "width", "height", "num_frames"},
+    "MotionI2VFlowFromVideo": {"video", "width", "height", "num_frames", "method", "fill_unreliable", "track_grid",
+                               "mask", "image"},
 }
 
 
