@@ -226,3 +226,34 @@ def test_half_precision_forward_runs(dtype):
                          control=torch.randn(1, 5, 3, 8, 8))
     assert eps.dtype == dtype and eps1.dtype == dtype
     assert torch.isfinite(eps.float()).all() and torch.isfinite(eps1.float()).all()
+
+
+def test_controlnet_is_the_unet_down_half_with_a_stem_and_zero_convs():
+    """With the UNet's down-half weights, a zero condition stem and identity zero convs, the ControlNet
+    residuals are exactly the UNet's own skips and mid-block output."""
+    torch.manual_seed(0)
+    model = FlowUNet(tiny_config(in_channels=8, stride_embedding=True)).eval().requires_grad_(False)
+    net = model.controlnet
+    shared = {k: v for k, v in model.state_dict().items() if k.split(".")[0] in
+              ("conv_in", "time_embedding", "stride_embedding", "down_blocks", "mid_block")}
+    missing, unexpected = net.load_state_dict(shared, strict=False)
+    assert not unexpected and all(k.startswith("controlnet_") for k in missing)
+    for conv in [*net.controlnet_down_blocks, net.controlnet_mid_block]:
+        conv.weight.copy_(torch.eye(conv.weight.shape[0])[:, :, None, None])
+        conv.bias.zero_()
+    net.controlnet_cond_embedding.layers[2].weight.zero_()
+    net.controlnet_cond_embedding.layers[2].bias.zero_()
+    sample, text, stride = torch.randn(1, 8, 3, 8, 8), torch.randn(1, 6, 16), torch.tensor([[8, 16, 24]])
+    down, mid = net.frame_residuals(sample, torch.tensor(500), stride, text, torch.randn(1, 5, 3, 8, 8))
+    temb = model.frame_embedding(torch.tensor(500), stride, 1, 3, sample.device)
+    x0 = model.conv_in(sample.transpose(1, 2).reshape(3, 8, 8, 8))
+    mid_ref, skips = model.encode(x0, temb, text, 3)
+    assert len(down) == len(skips) and all(torch.equal(a, b) for a, b in zip(down, skips))
+    assert torch.equal(mid, mid_ref)
+
+
+def test_compute_dtype_reaches_the_controlnet():
+    model = FlowUNet(tiny_config(in_channels=8, stride_embedding=True), device="meta")
+    assert model.dtype == model.controlnet.dtype == torch.float32
+    model.compute_dtype = torch.bfloat16
+    assert model.dtype == model.controlnet.dtype == torch.bfloat16

@@ -1,9 +1,9 @@
 """Stage-1 sparse-motion ControlNet (``ControlNet3D``), attached to the flow UNet as child ``controlnet``.
 
-Same down path and mid block as the UNet (motion modules included) with its own embeddings; the
-5-channel control (4 flow-VAE latent channels + the hint mask) enters through a Conv3d stem added to
-the ``conv_in`` output. Outputs 12 down residuals (one per UNet skip) and one mid residual, each through
-a 1x1 "zero conv".
+The UNet's down half (``UNetEncoder``: embeddings, down path and mid block, motion modules included) with
+its own weights; the 5-channel control (4 flow-VAE latent channels + the hint mask) enters through a
+Conv3d stem added to the ``conv_in`` output. Outputs 12 down residuals (one per UNet skip) and one mid
+residual, each through a 1x1 "zero conv".
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import torch
 from torch import nn
 
 from motion_i2v_core.models.config import UNetConfig
-from motion_i2v_core.models.embeddings import TimestepEmbedding, batch_stride, batch_timesteps, time_and_stride_embedding, timestep_sinusoid
-from motion_i2v_core.models.operations import resolve_compute_dtype, torch_ops
+from motion_i2v_core.models.operations import torch_ops
 from motion_i2v_core.models.resnet import from_frames, to_frames
-from motion_i2v_core.models.unet_blocks import UNetMidBlock3DCrossAttn, build_down_blocks, skip_channels
+from motion_i2v_core.models.unet_blocks import skip_channels
+from motion_i2v_core.models.unet_encoder import UNetEncoder
 
 
 class ControlNetConditioningEmbedding(nn.Module):
@@ -34,25 +34,17 @@ class ControlNetConditioningEmbedding(nn.Module):
         return self.layers(control)
 
 
-class ControlNet3D(nn.Module):
+class ControlNet3D(UNetEncoder):
     def __init__(self, cfg: UNetConfig, dtype=None, device=None, operations=torch_ops, compute_dtype=None):
-        super().__init__()
-        kw = dict(dtype=dtype, device=device, operations=operations)
-        self.config = cfg
-        self.compute_dtype = compute_dtype
+        super().__init__(cfg, dtype=dtype, device=device, operations=operations, compute_dtype=compute_dtype)
+        kw = dict(dtype=dtype, device=device)
         c0 = cfg.block_out_channels[0]
-        self.conv_in = operations.Conv2d(cfg.in_channels, c0, 3, padding=1, dtype=dtype, device=device)
-        self.time_embedding = TimestepEmbedding(c0, cfg.time_embed_dim, **kw)
-        self.stride_embedding = TimestepEmbedding(c0, cfg.time_embed_dim, **kw) if cfg.stride_embedding else None
         self.controlnet_cond_embedding = ControlNetConditioningEmbedding(
-            cfg.controlnet_conditioning_channels, cfg.controlnet_conditioning_hidden, c0, **kw
+            cfg.controlnet_conditioning_channels, cfg.controlnet_conditioning_hidden, c0, operations=operations, **kw
         )
-        self.down_blocks = build_down_blocks(cfg, **kw)
-        self.mid_block = UNetMidBlock3DCrossAttn(cfg, cfg.block_out_channels[-1], **kw)
-        zero_conv = dict(kernel_size=1, dtype=dtype, device=device)
-        self.controlnet_down_blocks = nn.ModuleList([operations.Conv2d(c, c, **zero_conv) for c in skip_channels(cfg)])
+        self.controlnet_down_blocks = nn.ModuleList([operations.Conv2d(c, c, 1, **kw) for c in skip_channels(cfg)])
         last = cfg.block_out_channels[-1]
-        self.controlnet_mid_block = operations.Conv2d(last, last, **zero_conv)
+        self.controlnet_mid_block = operations.Conv2d(last, last, 1, **kw)
 
     def frame_residuals(
         self,
@@ -69,28 +61,12 @@ class ControlNet3D(nn.Module):
         expected = (batch, cfg.controlnet_conditioning_channels, frames, height, width)
         if tuple(control.shape) != expected:
             raise ValueError(f"control must have shape {expected} (latent channels + mask), got {tuple(control.shape)}")
-        dtype = resolve_compute_dtype(self.conv_in.weight.dtype, self.compute_dtype)
-        timesteps = batch_timesteps(timestep, batch, sample.device)
-        if self.stride_embedding is not None:
-            if stride is None:
-                raise ValueError("this ControlNet has a stride embedding: pass stride (B0, F)")
-            emb = time_and_stride_embedding(
-                self.time_embedding, self.stride_embedding, timesteps, batch_stride(stride, batch, frames, sample.device),
-                cfg.block_out_channels[0], cfg.flip_sin_to_cos, cfg.freq_shift, dtype,
-            )
-        else:
-            t = timestep_sinusoid(timesteps, cfg.block_out_channels[0], cfg.flip_sin_to_cos, cfg.freq_shift)
-            emb = self.time_embedding(t.to(dtype))[:, None].expand(batch, frames, -1)
-        temb = emb.reshape(batch * frames, -1)
+        dtype = self.dtype
+        temb = self.frame_embedding(timestep, stride, batch, frames, sample.device)
         context = context.to(dtype)
-
         x = self.conv_in(to_frames(sample.to(dtype)))
         x = x + to_frames(self.controlnet_cond_embedding(control.to(dtype)))
-        skips = [x]
-        for block in self.down_blocks:
-            x, block_skips = block(x, temb, context, frames)
-            skips.extend(block_skips)
-        x = self.mid_block(x, temb, context, frames)
+        x, skips = self.encode(x, temb, context, frames)
         down = [conv(s) * scale for conv, s in zip(self.controlnet_down_blocks, skips)]
         return down, self.controlnet_mid_block(x) * scale
 

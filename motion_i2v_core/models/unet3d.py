@@ -11,49 +11,28 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from motion_i2v_core.models.config import UNetConfig
 from motion_i2v_core.models.controlnet import ControlNet3D
-from motion_i2v_core.models.embeddings import TimestepEmbedding, batch_stride, batch_timesteps, time_and_stride_embedding, timestep_sinusoid
+from motion_i2v_core.models.embeddings import batch_timesteps
 from motion_i2v_core.models.motion_module import FlowWarpContext
-from motion_i2v_core.models.operations import resolve_compute_dtype, torch_ops
+from motion_i2v_core.models.operations import torch_ops
 from motion_i2v_core.models.resnet import from_frames, to_frames
-from motion_i2v_core.models.unet_blocks import UNetMidBlock3DCrossAttn, build_down_blocks, build_up_blocks
+from motion_i2v_core.models.unet_blocks import build_up_blocks
+from motion_i2v_core.models.unet_encoder import UNetEncoder
 
 
-class UNet3D(nn.Module):
-    """Shared body: ``conv_in``, ``time_embedding``, down / mid / up blocks, ``conv_norm_out``, ``conv_out``.
-
-    ``dtype``/``device``/``operations`` build the layers (see ``models.operations``); ``compute_dtype`` is the
-    dtype inputs are cast to and activations use (default: that of the weights; required for float8 weights).
-    """
+class UNet3D(UNetEncoder):
+    """The down half (``UNetEncoder``) + up blocks, ``conv_norm_out``, ``conv_out``."""
 
     def __init__(self, cfg: UNetConfig, dtype=None, device=None, operations=torch_ops, compute_dtype=None):
-        super().__init__()
-        kw = dict(dtype=dtype, device=device, operations=operations)
-        self.config = cfg
-        self.compute_dtype = compute_dtype
+        super().__init__(cfg, dtype=dtype, device=device, operations=operations, compute_dtype=compute_dtype)
         c0 = cfg.block_out_channels[0]
-        self.conv_in = operations.Conv2d(cfg.in_channels, c0, 3, padding=1, dtype=dtype, device=device)
-        self.time_embedding = TimestepEmbedding(c0, cfg.time_embed_dim, **kw)
-        self.down_blocks = build_down_blocks(cfg, **kw)
-        self.mid_block = UNetMidBlock3DCrossAttn(cfg, cfg.block_out_channels[-1], **kw)
-        self.up_blocks = build_up_blocks(cfg, **kw)
+        self.up_blocks = build_up_blocks(cfg, dtype=dtype, device=device, operations=operations)
         self.conv_norm_out = operations.GroupNorm(
             cfg.norm_num_groups, c0, eps=cfg.norm_eps, affine=True, dtype=dtype, device=device
         )
         self.conv_out = operations.Conv2d(c0, cfg.out_channels, 3, padding=1, dtype=dtype, device=device)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The compute dtype (inputs are cast to it)."""
-        return resolve_compute_dtype(self.conv_in.weight.dtype, self.compute_dtype)
-
-    def _sinusoid(self, values: torch.Tensor) -> torch.Tensor:
-        cfg = self.config
-        emb = timestep_sinusoid(values, cfg.block_out_channels[0], cfg.flip_sin_to_cos, cfg.freq_shift)
-        return emb.to(self.dtype)
 
     def _check_inputs(self, sample: torch.Tensor, context: torch.Tensor) -> None:
         cfg = self.config
@@ -65,13 +44,6 @@ class UNet3D(nn.Module):
             raise ValueError(
                 f"text context must be ({sample.shape[0]}, tokens, {cfg.cross_attention_dim}), got {tuple(context.shape)}"
             )
-
-    def _down(self, x, temb, context, frames, warp):
-        skips = [x]
-        for block in self.down_blocks:
-            x, block_skips = block(x, temb, context, frames, warp)
-            skips.extend(block_skips)
-        return x, skips
 
     def _up(self, x, skips, temb, context, frames, warp):
         for block in self.up_blocks:
@@ -95,11 +67,9 @@ class FlowUNet(UNet3D):
     ):
         if not cfg.stride_embedding:
             raise ValueError("FlowUNet needs a config with stride_embedding=True (e.g. UNetConfig.sd15_flow())")
-        kw = dict(dtype=dtype, device=device, operations=operations)
-        super().__init__(cfg, compute_dtype=compute_dtype, **kw)
-        c0 = cfg.block_out_channels[0]
-        self.stride_embedding = TimestepEmbedding(c0, cfg.time_embed_dim, **kw)
-        self.controlnet = ControlNet3D(cfg, compute_dtype=compute_dtype, **kw) if with_controlnet else None
+        kw = dict(dtype=dtype, device=device, operations=operations, compute_dtype=compute_dtype)
+        super().__init__(cfg, **kw)
+        self.controlnet = ControlNet3D(cfg, **kw) if with_controlnet else None
         self.control_scale = 1.0
 
     def forward(
@@ -113,7 +83,8 @@ class FlowUNet(UNet3D):
     ):
         """
         :param sample: ``(B, 8, F, h, w)``, channels 0-3 image latent, 4-7 noisy flow latent.
-        :param timestep: scalar or ``(B,)``.
+        :param timestep: 0-d, ``(1,)`` or ``(B,)`` tensor on the sample's device (no host copy, no
+            recompilation per step under ``torch.compile``), or a number.
         :param stride: ``(B0, F)`` frame offsets, repeated along the batch.
         :param context: text ``(B, 77, D)``.
         :param control: ``(B, 5, F, h, w)`` or None (None skips the ControlNet; the official app always passes one).
@@ -121,16 +92,9 @@ class FlowUNet(UNet3D):
             ``return_control_residuals`` (residuals ``(B, C, F, h, w)``, empty list / None without control).
         """
         self._check_inputs(sample, context)
-        cfg = self.config
         batch, _, frames = sample.shape[:3]
-        dtype = self.dtype
-        emb = time_and_stride_embedding(
-            self.time_embedding, self.stride_embedding, batch_timesteps(timestep, batch, sample.device),
-            batch_stride(stride, batch, frames, sample.device), cfg.block_out_channels[0],
-            cfg.flip_sin_to_cos, cfg.freq_shift, dtype,
-        )
-        temb = emb.reshape(batch * frames, -1)
-        context = context.to(dtype)
+        temb = self.frame_embedding(timestep, stride, batch, frames, sample.device)
+        context = context.to(self.dtype)
 
         down_res, mid_res = [], None
         if control is not None:
@@ -140,11 +104,9 @@ class FlowUNet(UNet3D):
                 sample, timestep, stride, context, control, scale=self.control_scale
             )
 
-        x = self.conv_in(to_frames(sample.to(dtype)))
-        x, skips = self._down(x, temb, context, frames, None)
+        x, skips = self.encode(self.conv_in(to_frames(sample.to(self.dtype))), temb, context, frames)
         if down_res:
             skips = [s + r for s, r in zip(skips, down_res)]
-        x = self.mid_block(x, temb, context, frames)
         if mid_res is not None:
             x = x + mid_res
         eps = from_frames(self._up(x, skips, temb, context, frames, None), frames)
@@ -186,7 +148,8 @@ class RenderUNet(UNet3D):
     ) -> torch.Tensor:
         """
         :param sample: ``(B, 4, F, h, w)``; frame 0 is the clean reference latent.
-        :param timestep: scalar or ``(B,)``; frame 0 always uses t = 1.
+        :param timestep: 0-d, ``(1,)`` or ``(B,)`` tensor on the sample's device, or a number; frame 0
+            always uses t = 1.
         :param context: text ``(B, 77, D)``.
         :param flow: ``(B_f, F, 2, H_img, W_img)`` pixels (B_f = 1 or B; a 4-D ``(F, 2, H, W)`` means B_f = 1),
             or None for plain temporal attention.
@@ -208,17 +171,17 @@ class RenderUNet(UNet3D):
                 )
             warp = FlowWarpContext(flow, official_compat)
 
-        timesteps = batch_timesteps(timestep, batch, sample.device)
-        emb_t = self.time_embedding(self._sinusoid(timesteps))
-        # The reference frame is clean: it always gets the t = 1 embedding.
-        emb_ref = self.time_embedding(self._sinusoid(torch.ones(1, device=sample.device)))
+        temb = self.frame_embedding(timestep, None, batch, frames, sample.device)
+        context = context.to(dtype)
+        x, skips = self.encode(self.conv_in(to_frames(sample.to(dtype))), temb, context, frames, warp)
+        return from_frames(self._up(x, skips, temb, context, frames, warp), frames)
+
+    def frame_embedding(self, timestep, stride, batch: int, frames: int, device) -> torch.Tensor:
+        """``(B*F, D)``: the time embedding of ``timestep``, except frame 0 (the clean reference), which always
+        gets that of t = 1."""
+        emb_t = self.time_embedding(self.sinusoid(batch_timesteps(timestep, batch, device)))
+        emb_ref = self.time_embedding(self.sinusoid(torch.ones(1, device=device)))
         emb = torch.cat(
             [emb_ref[:, None].expand(batch, 1, -1), emb_t[:, None].expand(batch, frames - 1, -1)], dim=1
         )
-        temb = emb.reshape(batch * frames, -1)
-        context = context.to(dtype)
-
-        x = self.conv_in(to_frames(sample.to(dtype)))
-        x, skips = self._down(x, temb, context, frames, warp)
-        x = self.mid_block(x, temb, context, frames, warp)
-        return from_frames(self._up(x, skips, temb, context, frames, warp), frames)
+        return emb.reshape(batch * frames, -1)

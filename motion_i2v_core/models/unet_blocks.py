@@ -33,50 +33,45 @@ def _resnet(cfg: UNetConfig, cin: int, cout: int, **kw) -> ResnetBlock3D:
     return ResnetBlock3D(cin, cout, cfg.time_embed_dim, cfg.norm_num_groups, cfg.norm_eps, **kw)
 
 
-class DownBlock3D(nn.Module):
+class _LayerStack(nn.Module):
+    """Layers ``i = 0..n-1`` of a block: ResNet (``in_channels[i]`` -> ``out_channels``), spatial transformer
+    (cross-attention blocks only), motion module."""
+
+    def __init__(self, cfg: UNetConfig, in_channels: list[int], out_channels: int, cross_attention: bool, **kw):
+        super().__init__()
+        n = len(in_channels)
+        self.resnets = nn.ModuleList([_resnet(cfg, c, out_channels, **kw) for c in in_channels])
+        if cross_attention:
+            self.attentions = nn.ModuleList([_spatial_transformer(cfg, out_channels, **kw) for _ in range(n)])
+        else:
+            self.attentions = None
+        self.motion_modules = nn.ModuleList([_motion_module(cfg, out_channels, **kw) for _ in range(n)])
+
+    def layer(self, i: int, x, temb, context, num_frames: int, warp: Optional[FlowWarpContext]) -> torch.Tensor:
+        x = self.resnets[i](x, temb)
+        if self.attentions is not None:
+            x = self.attentions[i](x, context, num_frames)
+        return self.motion_modules[i](x, num_frames, warp)
+
+
+class DownBlock3D(_LayerStack):
     """``num_layers`` x [ResNet, (spatial transformer), motion module] + optional stride-2 downsampler.
 
     Returns the block output and the skip tensors (every layer output, then the downsampler output).
     """
 
-    def __init__(
-        self,
-        cfg: UNetConfig,
-        in_channels: int,
-        out_channels: int,
-        num_layers: int,
-        add_downsample: bool,
-        cross_attention: bool = False,
-        dtype=None,
-        device=None,
-        operations=torch_ops,
-    ):
-        super().__init__()
+    def __init__(self, cfg: UNetConfig, in_channels: int, out_channels: int, num_layers: int, add_downsample: bool,
+                 cross_attention: bool = False, dtype=None, device=None, operations=torch_ops):
         kw = dict(dtype=dtype, device=device, operations=operations)
-        self.resnets = nn.ModuleList(
-            [_resnet(cfg, in_channels if i == 0 else out_channels, out_channels, **kw) for i in range(num_layers)]
-        )
-        if cross_attention:
-            self.attentions = nn.ModuleList([_spatial_transformer(cfg, out_channels, **kw) for _ in range(num_layers)])
-        else:
-            self.attentions = None
-        self.motion_modules = nn.ModuleList([_motion_module(cfg, out_channels, **kw) for _ in range(num_layers)])
+        layer_inputs = [in_channels] + [out_channels] * (num_layers - 1)
+        super().__init__(cfg, layer_inputs, out_channels, cross_attention, **kw)
         self.downsamplers = nn.ModuleList([Downsample3D(out_channels, **kw)]) if add_downsample else None
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        temb: torch.Tensor,
-        context: torch.Tensor,
-        num_frames: int,
-        warp: Optional[FlowWarpContext] = None,
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(self, x, temb, context, num_frames: int, warp: Optional[FlowWarpContext] = None):
+        """-> (block output, skips)."""
         skips = []
-        for i, resnet in enumerate(self.resnets):
-            x = resnet(x, temb)
-            if self.attentions is not None:
-                x = self.attentions[i](x, context, num_frames)
-            x = self.motion_modules[i](x, num_frames, warp)
+        for i in range(len(self.resnets)):
+            x = self.layer(i, x, temb, context, num_frames, warp)
             skips.append(x)
         if self.downsamplers is not None:
             x = self.downsamplers[0](x)
@@ -89,55 +84,29 @@ class CrossAttnDownBlock3D(DownBlock3D):
         super().__init__(cfg, in_channels, out_channels, num_layers, add_downsample, True, **kw)
 
 
-class UNetMidBlock3DCrossAttn(nn.Module):
+class UNetMidBlock3DCrossAttn(_LayerStack):
     """ResNet 0 -> spatial transformer 0 -> motion module 0 -> ResNet 1."""
 
     def __init__(self, cfg: UNetConfig, channels: int, dtype=None, device=None, operations=torch_ops):
-        super().__init__()
         kw = dict(dtype=dtype, device=device, operations=operations)
-        self.resnets = nn.ModuleList([_resnet(cfg, channels, channels, **kw) for _ in range(2)])
-        self.attentions = nn.ModuleList([_spatial_transformer(cfg, channels, **kw)])
-        self.motion_modules = nn.ModuleList([_motion_module(cfg, channels, **kw)])
+        super().__init__(cfg, [channels], channels, True, **kw)
+        self.resnets.append(_resnet(cfg, channels, channels, **kw))
 
     def forward(self, x, temb, context, num_frames, warp=None):
-        x = self.resnets[0](x, temb)
-        x = self.attentions[0](x, context, num_frames)
-        x = self.motion_modules[0](x, num_frames, warp)
-        return self.resnets[1](x, temb)
+        return self.resnets[1](self.layer(0, x, temb, context, num_frames, warp), temb)
 
 
-class UpBlock3D(nn.Module):
+class UpBlock3D(_LayerStack):
     """``num_layers`` x [cat(x, skip), ResNet, (spatial transformer), motion module] + optional upsampler.
 
     ``skip_channels[i]`` is the channel count of the skip consumed by layer i.
     """
 
-    def __init__(
-        self,
-        cfg: UNetConfig,
-        prev_channels: int,
-        out_channels: int,
-        skip_channels: list[int],
-        add_upsample: bool,
-        cross_attention: bool = False,
-        dtype=None,
-        device=None,
-        operations=torch_ops,
-    ):
-        super().__init__()
+    def __init__(self, cfg: UNetConfig, prev_channels: int, out_channels: int, skip_channels: list[int],
+                 add_upsample: bool, cross_attention: bool = False, dtype=None, device=None, operations=torch_ops):
         kw = dict(dtype=dtype, device=device, operations=operations)
-        num_layers = len(skip_channels)
-        self.resnets = nn.ModuleList(
-            [
-                _resnet(cfg, (prev_channels if i == 0 else out_channels) + skip_channels[i], out_channels, **kw)
-                for i in range(num_layers)
-            ]
-        )
-        if cross_attention:
-            self.attentions = nn.ModuleList([_spatial_transformer(cfg, out_channels, **kw) for _ in range(num_layers)])
-        else:
-            self.attentions = None
-        self.motion_modules = nn.ModuleList([_motion_module(cfg, out_channels, **kw) for _ in range(num_layers)])
+        layer_inputs = [(prev_channels if i == 0 else out_channels) + c for i, c in enumerate(skip_channels)]
+        super().__init__(cfg, layer_inputs, out_channels, cross_attention, **kw)
         self.upsamplers = nn.ModuleList([Upsample3D(out_channels, **kw)]) if add_upsample else None
 
     def forward(
@@ -151,12 +120,8 @@ class UpBlock3D(nn.Module):
         upsample_size: Optional[tuple[int, int]] = None,
     ) -> torch.Tensor:
         """``skips`` are consumed from the end (the most recent skip first)."""
-        for i, resnet in enumerate(self.resnets):
-            x = torch.cat([x, skips.pop()], dim=1)
-            x = resnet(x, temb)
-            if self.attentions is not None:
-                x = self.attentions[i](x, context, num_frames)
-            x = self.motion_modules[i](x, num_frames, warp)
+        for i in range(len(self.resnets)):
+            x = self.layer(i, torch.cat([x, skips.pop()], dim=1), temb, context, num_frames, warp)
         if self.upsamplers is not None:
             x = self.upsamplers[0](x, upsample_size)
         return x

@@ -139,59 +139,51 @@ class Upsample2D(nn.Module):
         return self.conv(x)
 
 
-class DownEncoderBlock2D(nn.Module):
-    def __init__(self, in_channels, out_channels, num_layers, groups, add_downsample, dtype=None, device=None,
+class _ResnetStack(nn.Module):
+    """``num_layers`` ResNets, then (``add_resampler``) the block's resampler under its official name."""
+
+    resampler_name: str
+    resampler_class: type
+
+    def __init__(self, in_channels, out_channels, num_layers, groups, add_resampler, dtype=None, device=None,
                  operations=torch_ops):
         super().__init__()
         kw = dict(dtype=dtype, device=device, operations=operations)
         self.resnets = nn.ModuleList([
             ResnetBlock2D(in_channels if i == 0 else out_channels, out_channels, groups, **kw)
             for i in range(num_layers)])
-        self.downsamplers = nn.ModuleList([Downsample2D(out_channels, **kw)]) if add_downsample else None
+        resampler = nn.ModuleList([self.resampler_class(out_channels, **kw)]) if add_resampler else None
+        setattr(self, self.resampler_name, resampler)
 
     def forward(self, x):
         for resnet in self.resnets:
             x = resnet(x)
-        if self.downsamplers is not None:
-            x = self.downsamplers[0](x)
-        return x
+        resampler = getattr(self, self.resampler_name)
+        return x if resampler is None else resampler[0](x)
 
 
-class UpDecoderBlock2D(nn.Module):
-    def __init__(self, in_channels, out_channels, num_layers, groups, add_upsample, dtype=None, device=None,
-                 operations=torch_ops):
-        super().__init__()
-        kw = dict(dtype=dtype, device=device, operations=operations)
-        self.resnets = nn.ModuleList([
-            ResnetBlock2D(in_channels if i == 0 else out_channels, out_channels, groups, **kw)
-            for i in range(num_layers)])
-        self.upsamplers = nn.ModuleList([Upsample2D(out_channels, **kw)]) if add_upsample else None
+class DownEncoderBlock2D(_ResnetStack):
+    resampler_name, resampler_class = "downsamplers", Downsample2D
 
-    def forward(self, x):
-        for resnet in self.resnets:
-            x = resnet(x)
-        if self.upsamplers is not None:
-            x = self.upsamplers[0](x)
-        return x
+
+class UpDecoderBlock2D(_ResnetStack):
+    resampler_name, resampler_class = "upsamplers", Upsample2D
 
 
 class Encoder(nn.Module):
-    def __init__(self, in_channels, latent_channels, block_out_channels, layers_per_block, groups,
-                 dtype=None, device=None, operations=torch_ops):
+    """conv_in -> down blocks -> mid block -> GN, SiLU -> conv_out to mean + logvar."""
+
+    def __init__(self, cfg: VAEConfig, dtype=None, device=None, operations=torch_ops):
         super().__init__()
         kw = dict(dtype=dtype, device=device, operations=operations)
-        layer = dict(dtype=dtype, device=device)
-        chans = list(block_out_channels)
-        self.conv_in = operations.Conv2d(in_channels, chans[0], 3, padding=1, **layer)
-        self.down_blocks = nn.ModuleList()
-        prev = chans[0]
-        for i, ch in enumerate(chans):
-            self.down_blocks.append(DownEncoderBlock2D(prev, ch, layers_per_block, groups,
-                                                       add_downsample=i < len(chans) - 1, **kw))
-            prev = ch
+        chans, groups = list(cfg.block_out_channels), cfg.norm_num_groups
+        self.conv_in = operations.Conv2d(cfg.in_channels, chans[0], 3, padding=1, dtype=dtype, device=device)
+        self.down_blocks = nn.ModuleList([
+            DownEncoderBlock2D(chans[max(i - 1, 0)], ch, cfg.layers_per_block, groups, i < len(chans) - 1, **kw)
+            for i, ch in enumerate(chans)])
         self.mid_block = MidBlock2D(chans[-1], groups, **kw)
         self.conv_norm_out = _group_norm(chans[-1], groups, **kw)
-        self.conv_out = operations.Conv2d(chans[-1], 2 * latent_channels, 3, padding=1, **layer)  # mean + logvar
+        self.conv_out = operations.Conv2d(chans[-1], 2 * cfg.latent_channels, 3, padding=1, dtype=dtype, device=device)
 
     def forward(self, x):
         x = self.conv_in(x)
@@ -202,23 +194,19 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    def __init__(self, latent_channels, out_channels, block_out_channels, layers_per_block, groups,
-                 dtype=None, device=None, operations=torch_ops):
+    """conv_in -> mid block -> up blocks (one more resnet each than the encoder's) -> GN, SiLU -> conv_out."""
+
+    def __init__(self, cfg: VAEConfig, dtype=None, device=None, operations=torch_ops):
         super().__init__()
         kw = dict(dtype=dtype, device=device, operations=operations)
-        layer = dict(dtype=dtype, device=device)
-        rev = list(reversed(block_out_channels))
-        self.conv_in = operations.Conv2d(latent_channels, rev[0], 3, padding=1, **layer)
-        self.up_blocks = nn.ModuleList()
-        prev = rev[0]
-        for i, ch in enumerate(rev):
-            # one more resnet per block than the encoder (diffusers' decoder layout)
-            self.up_blocks.append(UpDecoderBlock2D(prev, ch, layers_per_block + 1, groups,
-                                                   add_upsample=i < len(rev) - 1, **kw))
-            prev = ch
+        rev, groups = list(reversed(cfg.block_out_channels)), cfg.norm_num_groups
+        self.conv_in = operations.Conv2d(cfg.latent_channels, rev[0], 3, padding=1, dtype=dtype, device=device)
+        self.up_blocks = nn.ModuleList([
+            UpDecoderBlock2D(rev[max(i - 1, 0)], ch, cfg.layers_per_block + 1, groups, i < len(rev) - 1, **kw)
+            for i, ch in enumerate(rev)])
         self.mid_block = MidBlock2D(rev[0], groups, **kw)
-        self.conv_norm_out = _group_norm(block_out_channels[0], groups, **kw)
-        self.conv_out = operations.Conv2d(block_out_channels[0], out_channels, 3, padding=1, **layer)
+        self.conv_norm_out = _group_norm(rev[-1], groups, **kw)
+        self.conv_out = operations.Conv2d(rev[-1], cfg.out_channels, 3, padding=1, dtype=dtype, device=device)
 
     def forward(self, z):
         x = self.conv_in(z)
@@ -244,11 +232,8 @@ class AutoencoderKL(nn.Module):
         self.config = cfg
         kw = dict(dtype=dtype, device=device, operations=operations)
         layer = dict(dtype=dtype, device=device)
-        blocks = tuple(cfg.block_out_channels)
-        self.encoder = Encoder(cfg.in_channels, cfg.latent_channels, blocks, cfg.layers_per_block,
-                               cfg.norm_num_groups, **kw)
-        self.decoder = Decoder(cfg.latent_channels, cfg.out_channels, blocks, cfg.layers_per_block,
-                               cfg.norm_num_groups, **kw)
+        self.encoder = Encoder(cfg, **kw)
+        self.decoder = Decoder(cfg, **kw)
         self.quant_conv = operations.Conv2d(2 * cfg.latent_channels, 2 * cfg.latent_channels, 1, **layer)
         self.post_quant_conv = operations.Conv2d(cfg.latent_channels, cfg.latent_channels, 1, **layer)
 
