@@ -133,6 +133,19 @@ def check_shared_normaliser_indexing(device: str) -> None:
     got = big.cpu()[:, :, 1::2].permute(0, 2, 3, 1).reshape(b * frames, c, h, w)
     torch.testing.assert_close(got, ref, **TOL[torch.float32])
     assert torch.all(big.cpu()[:, :, 0::2] == 7.0), "even slots must stay untouched"
+    # In chunks of 3 items (10 items: 4 chunks, the last partial) the scratch is smaller, the result the same.
+    from motion_i2v_core.ops import triton_splat
+
+    previous, triton_splat.SCRATCH_ELEMENTS = triton_splat.SCRATCH_ELEMENTS, 3 * c * h * w
+    try:
+        big.fill_(7.0)
+        warp_splat(ref_feats.to(device), flows.to(device), x_index=x_index.to(device),
+                   flow_index=flow_index.to(device), out=slots, normaliser=norm)
+    finally:
+        triton_splat.SCRATCH_ELEMENTS = previous
+    torch.testing.assert_close(big.cpu()[:, :, 1::2].permute(0, 2, 3, 1).reshape(b * frames, c, h, w), ref,
+                               **TOL[torch.float32])
+    assert torch.all(big.cpu()[:, :, 0::2] == 7.0)
 
 
 def check_attention_core(device: str) -> None:
@@ -170,6 +183,15 @@ def check_motion_attention(device: str) -> None:
             **{**kw, "pe": pe.to(device)},
         ).cpu()
         torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+        # With the caller's stacked K/V weight and a level cache (filled by the first call, read by the second).
+        stacked, cache = torch.cat([ws[1], ws[2]]).to(device), {}
+        for _ in range(2):
+            cached = motion_augmented_attention_triton(
+                x.to(device), flow.to(device), w_q=ws[0].to(device), w_k=ws[1].to(device), w_v=ws[2].to(device),
+                kv_weight=lambda: stacked, flow_cache=cache, **{**kw, "pe": pe.to(device)},
+            ).cpu()
+            torch.testing.assert_close(cached, out, atol=1e-5, rtol=1e-5)  # equal but for atomics' order
+        assert frames == 1 or "splat_normaliser" in cache
         half = motion_augmented_attention_triton(
             x.to(device).half(), flow.to(device), w_q=ws[0].to(device).half(), w_k=ws[1].to(device).half(),
             w_v=ws[2].to(device).half(), **{**kw, "pe": pe.to(device)},

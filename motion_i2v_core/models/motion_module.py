@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from motion_i2v_core.models.embeddings import PositionalEncoding
@@ -26,7 +25,7 @@ class FlowWarpContext:
     :param official_compat: reproduce quirk Q1 (CFG-branch mixing of the warped reference).
 
     The flow is resized once per feature size (``ops.flow_resize.resize_flow``) and reused by every module
-    at that size.
+    at that size; ``level_cache`` keeps what the ops derive from a level's flow alone for the same reuse.
     """
 
     def __init__(self, flow: torch.Tensor, official_compat: bool = False):
@@ -35,10 +34,15 @@ class FlowWarpContext:
         self.flow = flow.float()
         self.official_compat = bool(official_compat)
         self._resized: dict[tuple[int, int], torch.Tensor] = {}
+        self._level_caches: dict[tuple[int, int], dict] = {}
 
     def at(self, height: int, width: int) -> torch.Tensor:
         """Flow at a ``height x width`` feature map, in feature pixels, ``(B_f, F, 2, h, w)`` float32."""
         return get_op("resize_flow")(self.flow, height, width, cache=self._resized)
+
+    def level_cache(self, height: int, width: int) -> dict:
+        """The ``flow_cache`` of the motion attention at this level (e.g. the Triton splat normaliser)."""
+        return self._level_caches.setdefault((height, width), {})
 
 
 class TemporalAttention(nn.Module):
@@ -46,7 +50,7 @@ class TemporalAttention(nn.Module):
 
     The motion-augmented op takes the raw projection weights; they come through the namespace's
     ``cast_weight`` so that casting layers (fp8 storage, offloaded or patched weights) give what their
-    forward would use.
+    forward would use. Its fast backends project K and V in one matmul, with ``stacked_kv_weight``.
     """
 
     def __init__(self, dim: int, heads: int, pe_max_len: int = 32, dtype=None, device=None, operations=torch_ops):
@@ -59,6 +63,29 @@ class TemporalAttention(nn.Module):
         self.to_out = nn.ModuleList([operations.Linear(dim, dim, **kw)])
         self.pos_encoder = PositionalEncoding(dim, pe_max_len, **kw)
         self.cast_weight = weight_caster(operations)
+        self._kv_cache: Optional[tuple] = None  # (weights' identity, cat([w_k, w_v])), see stacked_kv_weight
+
+    def stacked_kv_weight(self, w_k: torch.Tensor, w_v: torch.Tensor) -> torch.Tensor:
+        """``cat([w_k, w_v])``, built once while the module's own weights are used unchanged.
+
+        Rebuilt when they change (``load_state_dict``, in-place edits, replaced parameters; ``.to()`` and the
+        like drop it). Built per call, not kept, for weights cast per call (their copies are per call too,
+        and a kept copy would pin offloaded weights on the device), trainable weights, inference tensors
+        (no version counter) and inside ``torch.compile`` (the compiler handles the constant). An edit through
+        ``.data`` bypasses the version counter: follow it with ``.to()`` or use ``load_state_dict``.
+        """
+        own = w_k is self.to_k.weight and w_v is self.to_v.weight
+        if (not own or torch.compiler.is_compiling() or w_k.is_inference() or w_v.is_inference()
+                or (torch.is_grad_enabled() and (w_k.requires_grad or w_v.requires_grad))):
+            return torch.cat([w_k, w_v])
+        key = (w_k._version, w_v._version, w_k.data_ptr(), w_v.data_ptr(), w_k.dtype, w_k.device)
+        if self._kv_cache is None or self._kv_cache[0] != key:
+            self._kv_cache = (key, torch.cat([w_k, w_v]))
+        return self._kv_cache[1]
+
+    def _apply(self, fn, *args, **kwargs):
+        self._kv_cache = None  # .to() / .half() / .cuda(): the stacked copy belongs to the old weights
+        return super()._apply(fn, *args, **kwargs)
 
     def forward(
         self,
@@ -77,6 +104,7 @@ class TemporalAttention(nn.Module):
             out = get_op("multihead_attention")(self.to_q(seq), self.to_k(seq), self.to_v(seq), self.heads)
             out = out.reshape(batch, n, num_frames, c).transpose(1, 2).reshape(bf, n, c)
         else:
+            w_k, w_v = self.cast_weight(self.to_k, x), self.cast_weight(self.to_v, x)
             out = get_op("motion_augmented_attention")(
                 x,
                 warp.at(height, width),
@@ -86,9 +114,11 @@ class TemporalAttention(nn.Module):
                 pe=self.pos_encoder.pe,
                 heads=self.heads,
                 w_q=self.cast_weight(self.to_q, x),
-                w_k=self.cast_weight(self.to_k, x),
-                w_v=self.cast_weight(self.to_v, x),
+                w_k=w_k,
+                w_v=w_v,
                 official_compat=warp.official_compat,
+                kv_weight=lambda: self.stacked_kv_weight(w_k, w_v),
+                flow_cache=warp.level_cache(height, width),
             )
         return self.to_out[0](out)
 

@@ -106,7 +106,7 @@ def motion_augmented_attention(
     w_k: torch.Tensor,
     w_v: torch.Tensor,
     official_compat: bool = False,
-    w_kv: Optional[torch.Tensor] = None,
+    kv_weight: Optional[Callable[[], torch.Tensor]] = None,
     flow_cache: Optional[dict] = None,
 ) -> torch.Tensor:
     """Motion-augmented temporal attention (output before ``to_out``), the exact reference.
@@ -116,8 +116,8 @@ def motion_augmented_attention(
         ch0 = dx, ch1 = dy; frame 0 is not used.
     :param pe: position table ``(1, L, C)`` with ``L >= 2F-1``.
     :param w_q, w_k, w_v: bias-free projection weights ``(C, C)``.
-    :param w_kv: ``cat([w_k, w_v])`` if the caller keeps it (fast backends project K and V in one
-        matmul); the reference projects them separately and ignores it.
+    :param kv_weight: returns ``cat([w_k, w_v])``, which the caller keeps built (fast backends project K
+        and V in one matmul); the reference projects them separately and never calls it.
     :param flow_cache: a dict that lives as long as ``flow``, where backends keep work that depends on
         the flow alone (the Triton path: the splat normaliser); the reference ignores it.
     :return: ``(B*F, H*W, C)``.

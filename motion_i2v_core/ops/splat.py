@@ -53,6 +53,9 @@ _EPS = 1e-7
 
 
 _PAD = 2  # margin of the target grid that absorbs every dropped corner (see SplatCorners)
+# Largest zeroed scratch grid of one splat, in elements (16 MiB in float32): channel rows beyond it are
+# splatted chunk by chunk.
+SCRATCH_ELEMENTS = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -210,14 +213,29 @@ def splat_sum(x: torch.Tensor, corners: SplatCorners) -> torch.Tensor:
 
 
 def _scatter_rows(rows: torch.Tensor, corners: SplatCorners) -> torch.Tensor:
-    """(R, N*H*W) source rows -> (R, N, H, W) splatted sums (a view into the padded buffer)."""
-    out = torch.zeros(rows.shape[0], corners.num_slots, device=rows.device, dtype=rows.dtype)
-    contrib = torch.empty_like(rows)
+    """(R, N*H*W) source rows -> (R, N, H, W) splatted sums.
+
+    Rows are independent, so they are splatted in chunks: the zeroed padded grid and the weighted
+    contributions are scratch of one chunk (at most ``SCRATCH_ELEMENTS`` grid slots), not of all rows.
+    """
+    n, h, w = corners.batch, corners.height, corners.width
+    total = rows.shape[0]
+    chunk = max(1, min(total, SCRATCH_ELEMENTS // corners.num_slots))
+    if chunk < total:
+        result = rows.new_empty(total, n, h, w)
+    grid = torch.empty(chunk, corners.num_slots, device=rows.device, dtype=rows.dtype)
+    contrib = torch.empty(chunk, rows.shape[1], device=rows.device, dtype=rows.dtype)
     index = torch.empty_like(corners.base)
-    for k in range(4):  # NW, NE, SW, SE: the fixed order keeps the result deterministic
-        corners.corner_index(k, out=index)
-        out.index_add_(1, index, torch.mul(rows, corners.weight[k], out=contrib))
-    return corners.crop(out)
+    for start in range(0, total, chunk):
+        stop = min(total, start + chunk)
+        padded, part = grid[: stop - start].zero_(), contrib[: stop - start]
+        for k in range(4):  # NW, NE, SW, SE: the fixed order keeps the result deterministic
+            corners.corner_index(k, out=index)
+            padded.index_add_(1, index, torch.mul(rows[start:stop], corners.weight[k], out=part))
+        if chunk == total:
+            return corners.crop(padded)  # one chunk: its grid is the result
+        result[start:stop] = corners.crop(padded)
+    return result
 
 
 def splat_normaliser(corners: SplatCorners) -> torch.Tensor:

@@ -9,7 +9,7 @@ Same contract as ``ops.motion_attention.motion_augmented_attention`` (the refere
   branches) instead of once per (item, frame), and once per level flow (kept in ``flow_cache``) instead
   of once per motion module;
 - K and V come from one matmul with the stacked ``[w_k; w_v]`` weight (one read of the sequence; the
-  caller passes the stacked weight it keeps as ``w_kv``);
+  caller keeps the stacked weight and hands it over through ``kv_weight``);
 - the softmax over the 2F-1 keys is the registry's ``multihead_attention``: PyTorch's
   ``scaled_dot_product_attention`` under "auto". ``attention_core_triton`` is a Triton kernel for the same
   step (one program per token position and head: S = QK^T/sqrt(d) over the <= 32 keys, fp32 softmax, PV),
@@ -125,7 +125,7 @@ def motion_augmented_attention_triton(
     w_k: torch.Tensor,
     w_v: torch.Tensor,
     official_compat: bool = False,
-    w_kv: Optional[torch.Tensor] = None,
+    kv_weight: Optional[Callable[[], torch.Tensor]] = None,
     flow_cache: Optional[dict] = None,
 ) -> torch.Tensor:
     """See ``ops.motion_attention.motion_augmented_attention`` (same arguments and result)."""
@@ -149,7 +149,7 @@ def motion_augmented_attention_triton(
 
     seq = interleaved_sequence(x, frames, pe, write_warped)
     q = F.linear(seq[:, 0::2], w_q)
-    k, v = F.linear(seq, torch.cat([w_k, w_v]) if w_kv is None else w_kv).chunk(2, dim=-1)
+    k, v = F.linear(seq, torch.cat([w_k, w_v]) if kv_weight is None else kv_weight()).chunk(2, dim=-1)
     # The attention step is the registry's: SDPA under "auto", the Triton kernel when "triton" is selected.
     out = get_op("multihead_attention")(q, k, v, heads)
     return out.reshape(batch, n, frames, c).transpose(1, 2).reshape(batch * frames, n, c)

@@ -23,6 +23,8 @@ Three kernels, so that the flow-only work is done once per flow and shared:
      flow and its normaliser without copying features);
   3. ``_splat_normalise_kernel``: divides by the normaliser and casts on store, into any strided output
      (the stage-2 attention writes straight into its interleaved token sequence).
+Kernels 2 and 3 run chunk by chunk of output items, so the float32 sums need a scratch of one chunk
+(``SCRATCH_ELEMENTS``), not of the whole call.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ from motion_i2v_core.ops.splat import _check_flow, parse_splat_mode
 __all__ = ["forward_splat_triton", "warp_splat", "splat_normaliser_triton", "launch_config"]
 
 _EPS = 1e-7
+# Largest float32 scratch of one warp_splat call, in elements (16 MiB): items are splatted in chunks
+# of at most this many C*H*W sums (at least one item per chunk).
+SCRATCH_ELEMENTS = 1 << 22
 _EPS_CODE = {"none": 0, "addeps": 1, "zeroeps": 2, "clipeps": 3}
 
 
@@ -123,11 +128,12 @@ def _splat_value_kernel(
 @triton.jit
 def _splat_normalise_kernel(
     acc_ptr, norm_ptr, flow_index_ptr, out_ptr,
-    C, H, W, K1,
+    C, H, W, K1, K_START,
     s_o0, s_o1, s_oc, s_oh, s_ow,
     EPS_MODE: tl.constexpr, EPS: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,
 ):
-    # grid (output items, pixel blocks, channel blocks). Item k is written at (k // K1, k % K1) of out.
+    # grid (items of this chunk, pixel blocks, channel blocks). Chunk item k is output item K_START + k,
+    # written at ((K_START + k) // K1, (K_START + k) % K1) of out.
     k = tl.program_id(0).to(tl.int64)
     pix = tl.program_id(1).to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P)
     ch = tl.program_id(2).to(tl.int64) * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -146,7 +152,8 @@ def _splat_normalise_kernel(
         val = val / denom[None, :]
     y = pix // W
     x = pix % W
-    optr = out_ptr + (k // K1) * s_o0 + (k % K1) * s_o1 + ch[:, None] * s_oc + (y * s_oh + x * s_ow)[None, :]
+    item = K_START + k
+    optr = out_ptr + (item // K1) * s_o0 + (item % K1) * s_o1 + ch[:, None] * s_oc + (y * s_oh + x * s_ow)[None, :]
     tl.store(optr, val.to(out_ptr.dtype.element_ty), mask=mask)
 
 
@@ -257,26 +264,32 @@ def warp_splat(
     if k == 0 or c == 0 or h * w == 0:
         return out
 
+    if base == "avg":
+        if normaliser is None:
+            normaliser = splat_normaliser_triton(flow)
+        elif tuple(normaliser.shape) != (nf, h * w) or normaliser.dtype != torch.float32:
+            raise ValueError(
+                f"normaliser must be float32 ({nf}, {h * w}), got {normaliser.dtype} {tuple(normaliser.shape)}"
+            )
     block_c, block_p, num_warps = launch_config(c)
-    grid = (k, triton.cdiv(h * w, block_p), triton.cdiv(c, block_c))
-    acc = torch.zeros(k, c, h * w, device=dev, dtype=torch.float32)
+    # The float32 sums S(X) need a zeroed scratch; it holds one chunk of items, reused chunk after chunk.
+    chunk = max(1, min(k, SCRATCH_ELEMENTS // (c * h * w)))
+    scratch = torch.empty(chunk, c, h * w, device=dev, dtype=torch.float32)
     with _device_context(x):
-        _splat_value_kernel[grid](
-            x, flow, x_index, flow_index, acc, c, h, w, *x.stride(), *flow.stride(),
-            BLOCK_C=block_c, BLOCK_P=block_p, num_warps=num_warps,
-        )
-        if base == "avg":
-            if normaliser is None:
-                normaliser = splat_normaliser_triton(flow)
-            elif tuple(normaliser.shape) != (nf, h * w) or normaliser.dtype != torch.float32:
-                raise ValueError(
-                    f"normaliser must be float32 ({nf}, {h * w}), got {normaliser.dtype} {tuple(normaliser.shape)}"
-                )
-        _splat_normalise_kernel[grid](
-            acc, normaliser if base == "avg" else acc, flow_index, out5, c, h, w, out5.shape[1], *out5.stride(),
-            EPS_MODE=_EPS_CODE[eps] if base == "avg" else 0, EPS=_EPS,
-            BLOCK_C=block_c, BLOCK_P=block_p, num_warps=num_warps,
-        )
+        for start in range(0, k, chunk):
+            stop = min(k, start + chunk)
+            acc = scratch[: stop - start].zero_()
+            grid = (stop - start, triton.cdiv(h * w, block_p), triton.cdiv(c, block_c))
+            items_x, items_flow = x_index[start:stop], flow_index[start:stop]
+            _splat_value_kernel[grid](
+                x, flow, items_x, items_flow, acc, c, h, w, *x.stride(), *flow.stride(),
+                BLOCK_C=block_c, BLOCK_P=block_p, num_warps=num_warps,
+            )
+            _splat_normalise_kernel[grid](
+                acc, normaliser if base == "avg" else acc, items_flow, out5, c, h, w, out5.shape[1], start,
+                *out5.stride(), EPS_MODE=_EPS_CODE[eps] if base == "avg" else 0, EPS=_EPS,
+                BLOCK_C=block_c, BLOCK_P=block_p, num_warps=num_warps,
+            )
     return out
 
 
