@@ -12,6 +12,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from motion_i2v_core.models.compiled_ops import motion_attention
 from motion_i2v_core.models.embeddings import PositionalEncoding
 from motion_i2v_core.models.operations import torch_ops, weight_caster
 from motion_i2v_core.ops import get_op
@@ -105,7 +106,7 @@ class TemporalAttention(nn.Module):
             out = out.reshape(batch, n, num_frames, c).transpose(1, 2).reshape(bf, n, c)
         else:
             w_k, w_v = self.cast_weight(self.to_k, x), self.cast_weight(self.to_v, x)
-            out = get_op("motion_augmented_attention")(
+            out = motion_attention(
                 x,
                 warp.at(height, width),
                 num_frames=num_frames,
