@@ -413,6 +413,11 @@ def parse_args(argv=None):
                    help="CUDA: warn on every host sync during our timed generation (finds syncs in the step loop)")
     p.add_argument("--skip-ops", action="store_true")
     p.add_argument("--skip-generation", action="store_true")
+    p.add_argument("--estimate", action="store_true",
+                   help="no timing: estimate memory per phase and mode and the FLOPs of the generation on meta "
+                        "tensors (CUDA code path, no GPU needed; see motion_i2v_core/estimate.py)")
+    p.add_argument("--decode-batch", type=int, default=None,
+                   help="--estimate: frames per VAE decode call (default: the pipelines' default, as the nodes run)")
     p.add_argument("--json", default=None, help="also write the results to this file")
     return p.parse_args(argv)
 
@@ -421,6 +426,11 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.estimate:
+        from motion_i2v_core import estimate
+
+        return estimate.run_cli(SIZES[args.size or "sd15"], args.json, frames=args.frames, steps=args.steps,
+                                decode_batch=args.decode_batch)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     if device.type == "cuda" and not torch.cuda.is_available():
