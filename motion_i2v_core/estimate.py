@@ -38,8 +38,9 @@ carried between phases); weights are added per mode:
   not fit), the last-used model staying during "other".
 
 ``fp8`` modes store the UNets' (flow UNet, ControlNet, render UNet) weights in float8_e4m3fn with
-fp16 compute: a weight is upcast where an op uses it and the copy is freed after the op, as
-ComfyUI's casting ops do per layer (the copies are counted as activations). The VAEs stay in fp16.
+fp16 compute, built with ``models.operations.cast_ops``: every layer call casts its weight, and the
+copy is freed when the call returns, as ComfyUI's casting ops do (the copies count as activations).
+The VAEs stay in fp16.
 
 Not counted: cuBLAS / cuDNN workspaces, the CUDA context, the caching allocator's fragmentation
 and its reserve beyond allocated bytes; so the numbers compare with ``torch.cuda.max_memory_allocated``
@@ -50,6 +51,7 @@ convolutions, attention; elementwise work is not counted), for the whole generat
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import weakref
 from dataclasses import dataclass, field
@@ -58,14 +60,15 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
+from torch.utils._pytree import tree_flatten, tree_unflatten
 from torch.utils.flop_counter import FlopCounterMode
 from torch.utils.weak import WeakIdKeyDictionary
 
 from motion_i2v_core.loading.official import Stage1Models, Stage2Models
+from motion_i2v_core.models.operations import cast_ops
 from motion_i2v_core.models.unet3d import FlowUNet, RenderUNet
 from motion_i2v_core.models.vae import AutoencoderKL
-from motion_i2v_core.ops import backends
+from motion_i2v_core.ops import get_backend, registry
 from motion_i2v_core.pipelines import predict_flow, render_video
 
 aten = torch.ops.aten
@@ -79,9 +82,6 @@ PHASES = ("control_encode", "image_encode", "stage1_unet_step", "flow_decode", "
 # phase -> the model that must be on the device for it (low-VRAM modes)
 PHASE_MODEL = {"control_encode": "flow_vae", "image_encode": "image_vae", "stage1_unet_step": "flow_unet",
                "flow_decode": "flow_vae", "stage2_unet_step": "render_unet", "image_decode": "image_vae"}
-# ops that may take fp8 weights as they are (moving, viewing, joining); every other op gets them upcast
-_FP8_PASSTHROUGH = {aten._to_copy.default, aten.copy_.default, aten.cat.default, aten.clone.default,
-                    aten.detach.default, aten.empty_like.default, aten.zeros_like.default}
 
 
 class EstimateError(RuntimeError):
@@ -95,10 +95,9 @@ def _rounded(nbytes: int) -> int:
 class LiveMemory(TorchDispatchMode):
     """Live bytes of the storages of ``device``-type tensors created while active, overall and per phase."""
 
-    def __init__(self, device_type: str = "meta", fp8_compute: Optional[torch.dtype] = None):
+    def __init__(self, device_type: str = "meta"):
         super().__init__()
         self.device_type = device_type
-        self.fp8_compute = fp8_compute
         self.live: dict[int, int] = {}
         self.current = 0
         self.peak = 0
@@ -158,9 +157,6 @@ class LiveMemory(TorchDispatchMode):
             target = kwargs.get("device")
             if target is not None and torch.device(target).type == "cpu":
                 return torch.zeros(args[0].shape, dtype=kwargs.get("dtype") or args[0].dtype)
-        casts = []
-        if self.fp8_compute is not None and func not in _FP8_PASSTHROUGH and not func.is_view:
-            args, kwargs = self._upcast_fp8(args, kwargs, casts)
         out = func(*args, **kwargs)
         if not func.is_view:  # a view's storage is its base's: counted when the base was made (or a weight)
             given = {id(a.untyped_storage()) for a in tree_flatten((args, kwargs))[0] if self._on_device(a)}
@@ -173,20 +169,6 @@ class LiveMemory(TorchDispatchMode):
         elif func in (aten.all.default, aten.all.dim, aten.all.dims):
             self._flags[out] = True
         return out
-
-    def _upcast_fp8(self, args, kwargs, casts):
-        flat = [a for a in tree_flatten((args, kwargs))[0] if isinstance(a, torch.Tensor)]
-        if not any(a.dtype == FP8 for a in flat) or all(a.dtype == FP8 for a in flat if a.is_floating_point()):
-            return args, kwargs
-
-        def up(a):
-            if isinstance(a, torch.Tensor) and a.dtype == FP8:
-                a = a.to(self.fp8_compute)
-                self.track(a)
-                casts.append(a)
-            return a
-
-        return tree_map(up, args), tree_map(up, kwargs)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -243,7 +225,12 @@ _ORIGINAL_CUDA_DEVICE = torch.cuda.device
 
 @dataclass
 class KernelStubs:
-    launches: dict[str, int] = field(default_factory=dict)
+    launches: dict[str, int] = field(default_factory=dict)  # kernel name -> stubbed launches
+    failed: dict[str, str] = field(default_factory=dict)  # kernels that failed on meta (the torch op ran)
+
+
+def triton_installed() -> bool:
+    return importlib.util.find_spec("triton") is not None
 
 
 @contextlib.contextmanager
@@ -267,7 +254,7 @@ def code_path(device_type: str = "cuda"):
     if device_type == "cuda":
         patch(torch.Tensor, "is_cuda", property(lambda t: t.device.type in ("cuda", "meta")))
         patch(torch.cuda, "device", _NoCudaDevice)
-    if device_type == "cuda" and backends.triton_available():  # imports the kernel modules before the launches are stubbed
+    if device_type == "cuda" and triton_installed():
         from triton.runtime.jit import KernelInterface
 
         def launcher(kernel, grid):
@@ -282,9 +269,16 @@ def code_path(device_type: str = "cuda"):
         # The kernel wrappers accept non-CUDA tensors only in Triton's interpreter mode; the launches
         # are stubbed above, so nothing is interpreted.
         os.environ["TRITON_INTERPRET"] = "1"
+    # What the registry learns about first calls on meta tensors is not true of a real GPU: restored after.
+    proven, failed = set(registry._proven), dict(registry._failed)
     try:
         yield stubs
     finally:
+        stubs.failed = {f"{op}/{b}": why for (op, b), why in registry._failed.items() if (op, b) not in failed}
+        registry._proven.clear()
+        registry._proven.update(proven)
+        registry._failed.clear()
+        registry._failed.update(failed)
         for owner, name, old in reversed(patches):
             if old is _MISSING:
                 delattr(owner, name)
@@ -311,51 +305,19 @@ def build_models(size, dtype: torch.dtype, device=DEVICE, fp8_unets: bool = Fals
                    cross_attention_dim=size.cross_dim)
     vae_kw = dict(block_out_channels=size.vae_channels, layers_per_block=size.layers_per_block)
     kw = dict(dtype=dtype, device=device)
+    # fp8: the UNets store float8 weights and cast them per layer call (cast_ops), as ComfyUI's ops do
+    unet = dict(dtype=FP8, device=device, operations=cast_ops, compute_dtype=dtype) if fp8_unets else kw
     models = {
-        "flow_unet": FlowUNet(UNetConfig.sd15_flow(**unet_kw), with_controlnet=True, **kw).eval(),
-        "render_unet": RenderUNet(UNetConfig.sd15_render(**unet_kw), **kw).eval(),
+        "flow_unet": FlowUNet(UNetConfig.sd15_flow(**unet_kw), with_controlnet=True, **unet).eval(),
+        "render_unet": RenderUNet(UNetConfig.sd15_render(**unet_kw), **unet).eval(),
         "flow_vae": AutoencoderKL(VAEConfig.sd15(2, **vae_kw), **kw).eval(),
         "image_vae": AutoencoderKL(VAEConfig.sd15(3, **vae_kw), **kw).eval(),
     }
-    if fp8_unets:
-        for name in ("flow_unet", "render_unet"):
-            store_fp8(models[name])
+    for name in ("flow_unet", "render_unet") if fp8_unets else ():
+        # The pipelines read the compute dtype from the first parameter (conv_in.weight, a few KiB).
+        layer = models[name].conv_in
+        layer.weight = torch.nn.Parameter(layer.weight.detach().to(dtype), requires_grad=False)
     return models
-
-
-_FP8_LAYERS = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.GroupNorm,
-               torch.nn.LayerNorm)
-
-
-def store_fp8(module: torch.nn.Module) -> None:
-    """Weights and biases of the layers ComfyUI's operations hold, stored in float8_e4m3fn.
-
-    Each such layer upcasts them to its input's dtype for its forward (hooks; the copies are freed
-    when the forward returns), as ComfyUI's casting ops do. Weights used outside their layer's
-    forward are upcast by ``LiveMemory`` at the op. The first parameter stays in the compute dtype:
-    the pipelines read the compute dtype from it (it is ``conv_in.weight``, a few KiB).
-    """
-    first = next(module.parameters())
-    for layer in module.modules():
-        if not isinstance(layer, _FP8_LAYERS):
-            continue
-        for name, p in list(layer._parameters.items()):
-            if p is not None and p is not first and p.is_floating_point():
-                layer._parameters[name] = torch.nn.Parameter(p.detach().to(FP8), requires_grad=False)
-        layer.register_forward_pre_hook(_upcast_for_forward)
-        layer.register_forward_hook(_restore_after_forward)
-
-
-def _upcast_for_forward(layer, args):
-    dtype = args[0].dtype if args and isinstance(args[0], torch.Tensor) else torch.float16
-    layer._fp8_stored = dict(layer._parameters)
-    for name, p in layer._fp8_stored.items():
-        if p is not None and p.dtype == FP8:
-            layer._parameters[name] = p.to(dtype)
-
-
-def _restore_after_forward(layer, args, out):
-    layer._parameters.update(layer.__dict__.pop("_fp8_stored"))
 
 
 def storage_bytes(module: torch.nn.Module) -> int:
@@ -473,6 +435,7 @@ class Trace:
     flops: int
     triton_launches: dict[str, int]
     order: list[str]
+    kernels_failed: dict[str, str] = field(default_factory=dict)
 
 
 def trace_generation(size, *, dtype=torch.float16, fp8: bool = False, frames: Optional[int] = None,
@@ -494,7 +457,7 @@ def trace_generation(size, *, dtype=torch.float16, fp8: bool = False, frames: Op
     stage2 = Stage2Models(models["render_unet"], models["image_vae"])
     image, cond, uncond = generation_inputs(size, frames)
     extra = {} if decode_batch is None else {"decode_batch": decode_batch}
-    tracker = LiveMemory(tracked, fp8_compute=dtype if fp8 else None)
+    tracker = LiveMemory(tracked)
     counter = FlopCounterMode(display=False) if count_flops else None
     with code_path(device_type) as stubs, counter or contextlib.nullcontext(), \
             phase_hooks(tracker, models, counter, replay) as replayed, tracker:
@@ -506,7 +469,7 @@ def trace_generation(size, *, dtype=torch.float16, fp8: bool = False, frames: Op
     order = [p for p in PHASES if p in tracker.phase_peak]
     flops = counter.get_total_flops() + replayed["flops"] if counter is not None else 0
     return Trace(weights, dict(tracker.phase_peak), dict(tracker.phase_calls), tracker.peak, flops,
-                 dict(stubs.launches), order)
+                 dict(stubs.launches), order, dict(stubs.failed))
 
 
 def mode_report(trace: Trace, resident: bool) -> dict:
@@ -547,8 +510,9 @@ def estimate(size, *, frames=None, steps=None, guidance=7.0, decode_batch=None) 
         "steps": steps or size.steps,
         "guidance": guidance,
         "decode_batch": decode_batch,
-        "ops_backend": backends.get_backend(),
+        "ops_backend": get_backend(),
         "triton_launches_stubbed": fp16.triton_launches,
+        "kernels_failed_on_meta": fp16.kernels_failed,
         "modes": {
             "resident_fp16": mode_report(fp16, resident=True),
             "low_vram_fp16": mode_report(fp16, resident=False),
