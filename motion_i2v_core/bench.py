@@ -47,10 +47,13 @@ from motion_i2v_core.loading.official import Stage1Models, Stage2Models
 from motion_i2v_core.ops import get_backend, get_op, implementation, status, use_backend
 from motion_i2v_core.ops.motion_attention import warp_source_index
 from motion_i2v_core.pipelines import predict_flow, render_video
+from motion_i2v_core.estimate import keep_first_parameter_in
+from motion_i2v_core.models.operations import cast_ops
 from motion_i2v_core.models.unet3d import FlowUNet, RenderUNet
 from motion_i2v_core.models.vae import AutoencoderKL
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# fp8: the UNets store float8_e4m3fn weights and compute in fp16 (cast per layer call); the VAEs are fp16.
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp8": torch.float8_e4m3fn}
 
 
 @dataclass(frozen=True)
@@ -277,18 +280,25 @@ def build_master_weights(size: BenchSize, seed: int = 0):
 def instantiate(master, configs, device, dtype):
     """Both stages built on the meta device and given the master weights cast to ``dtype`` on ``device``."""
 
-    def load(module, name):
-        sd = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype)
+    fp8 = dtype == torch.float8_e4m3fn
+    vae_dtype = torch.float16 if fp8 else dtype
+
+    def load(module, name, dt=dtype):
+        sd = {k: v.to(device=device, dtype=dt if v.is_floating_point() else v.dtype)
               for k, v in master[name].items()}
         module.load_state_dict(sd, assign=True)
+        if fp8 and isinstance(module, (FlowUNet, RenderUNet)):
+            keep_first_parameter_in(module, torch.float16)
         return module.eval()
 
+    unet_kw = dict(operations=cast_ops, compute_dtype=torch.float16) if fp8 else {}
     with torch.device("meta"):
-        flow_unet = FlowUNet(configs["flow_unet"], with_controlnet=True)
-        render_unet = RenderUNet(configs["render_unet"])
+        flow_unet = FlowUNet(configs["flow_unet"], with_controlnet=True, **unet_kw)
+        render_unet = RenderUNet(configs["render_unet"], **unet_kw)
         flow_vae = AutoencoderKL(configs["flow_vae"])
         image_vae = AutoencoderKL(configs["image_vae"])
-    stage1 = Stage1Models(load(flow_unet, "flow_unet"), load(flow_vae, "flow_vae"), load(image_vae, "image_vae"))
+    flow_vae, image_vae = load(flow_vae, "flow_vae", vae_dtype), load(image_vae, "image_vae", vae_dtype)
+    stage1 = Stage1Models(load(flow_unet, "flow_unet"), flow_vae, image_vae)
     stage2 = Stage2Models(load(render_unet, "render_unet"), stage1.image_vae)
     return stage1, stage2
 
@@ -307,6 +317,13 @@ class PathResult:
     total_s: float = 0.0
     peak_bytes: int = 0
     notes: list[str] = field(default_factory=list)
+    compiled_graphs_in_timed_run: int | None = None  # --compile: must be 0 (the warm-up compiled them all)
+
+
+def _compiled_graphs() -> int:
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
 
 
 def run_generation(name, master, configs, inputs, size, device, dtype, *, steps, frames, naive, compile_unets,
@@ -348,13 +365,19 @@ def run_generation(name, master, configs, inputs, size, device, dtype, *, steps,
 
     with use_backend("naive") if naive else contextlib.nullcontext():
         if warmup:
-            generate(1)  # kernel compilation, cuDNN autotuning, torch.compile: not part of the timing
-            result.notes.append("1-step warm-up run excluded")
+            # Kernel compilation, cuDNN autotuning, torch.compile: not part of the timing. Same shapes,
+            # dtypes and modules as the timed run, so it compiles what that run uses (with --compile, two
+            # steps: the second call sees a new timestep, which is where a value-specialised graph recompiles).
+            generate(2 if compile_unets and steps > 1 else 1)
+            result.notes.append("warm-up run excluded")
         if sync_debug and device.type == "cuda":
             torch.cuda.set_sync_debug_mode("warn")  # every host<->device sync of the timed run is reported
+        graphs = _compiled_graphs() if compile_unets else None
         try:
             with PeakMemory(device) as mem:
                 flow, video, t_s1, t_s2 = generate(steps)
+            if compile_unets:
+                result.compiled_graphs_in_timed_run = _compiled_graphs() - graphs
         finally:
             if sync_debug and device.type == "cuda":
                 torch.cuda.set_sync_debug_mode("default")
@@ -486,6 +509,8 @@ def main(argv=None) -> dict:
         naive, ours = results["naive"], results["ours"]
         report["generation"] = {k: asdict(v) for k, v in results.items()}
         report["generation"]["speedup"] = naive.total_s / ours.total_s
+        report["generation"]["stage1_speedup"] = naive.stage1_s / ours.stage1_s
+        report["generation"]["stage2_speedup"] = naive.stage2_s / ours.stage2_s
         report["generation"]["flow_diff_px"] = _diff(outputs["ours"][0], outputs["naive"][0])
         report["generation"]["frames_diff"] = _diff(outputs["ours"][1], outputs["naive"][1])
         mem_kind = PeakMemory(device).kind
@@ -496,7 +521,10 @@ def main(argv=None) -> dict:
             print(f"  {r.name:5s} {r.dtype:8s} stage 1 {r.stage1_s:7.2f} s  stage 2 {r.stage2_s:7.2f} s  "
                   f"total {r.total_s:7.2f} s  peak {_fmt_bytes(r.peak_bytes)} ({mem_kind})")
         g = report["generation"]
-        print(f"  speed-up ours vs naive: {g['speedup']:.2f}x")
+        print(f"  speed-up ours vs naive: {g['speedup']:.2f}x (stage 1 {g['stage1_speedup']:.2f}x, "
+              f"stage 2 {g['stage2_speedup']:.2f}x)")
+        if ours.compiled_graphs_in_timed_run is not None:
+            print(f"  graphs compiled during the timed run: {ours.compiled_graphs_in_timed_run} (0 = warm-up covered it)")
         print(f"  output difference ours vs naive: flow max {g['flow_diff_px']['max_abs']:.3e} px "
               f"(mean {g['flow_diff_px']['mean_abs']:.2e}); frames max {g['frames_diff']['max_abs']:.3e} "
               f"(mean {g['frames_diff']['mean_abs']:.2e}) on a 0..1 scale")

@@ -35,7 +35,9 @@ carried between phases); weights are added per mode:
 
 - ``resident_*``: all four models on the device for the whole run;
 - ``low_vram_*``: only the model that the phase calls (ComfyUI evicting the others when a run does
-  not fit), the last-used model staying during "other".
+  not fit), the last-used model staying during "other";
+- ``mode_report(trace, "stagewise")``: the running stage's models (the bench's ``--low-vram``), for
+  comparisons with the bench's measured peaks (``scripts/gpu_check.py``).
 
 ``fp8`` modes store the UNets' (flow UNet, ControlNet, render UNet) weights in float8_e4m3fn with
 fp16 compute, built with ``models.operations.cast_ops``: every layer call casts its weight, and the
@@ -314,10 +316,16 @@ def build_models(size, dtype: torch.dtype, device=DEVICE, fp8_unets: bool = Fals
         "image_vae": AutoencoderKL(VAEConfig.sd15(3, **vae_kw), **kw).eval(),
     }
     for name in ("flow_unet", "render_unet") if fp8_unets else ():
-        # The pipelines read the compute dtype from the first parameter (conv_in.weight, a few KiB).
-        layer = models[name].conv_in
-        layer.weight = torch.nn.Parameter(layer.weight.detach().to(dtype), requires_grad=False)
+        keep_first_parameter_in(models[name], dtype)
     return models
+
+
+def keep_first_parameter_in(module: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Store a float8 network's first parameter (``conv_in.weight``, a few KiB) in its compute dtype:
+    the pipelines read the compute dtype from the first parameter; cast_ops casts it per call anyway."""
+    name, p = next(module.named_parameters())
+    owner = module.get_submodule(name.rpartition(".")[0])
+    setattr(owner, name.rpartition(".")[2], torch.nn.Parameter(p.detach().to(dtype), requires_grad=False))
 
 
 def storage_bytes(module: torch.nn.Module) -> int:
@@ -472,26 +480,42 @@ def trace_generation(size, *, dtype=torch.float16, fp8: bool = False, frames: Op
                  dict(stubs.launches), order, dict(stubs.failed))
 
 
-def mode_report(trace: Trace, resident: bool) -> dict:
-    """Peak per phase and overall for one residency policy; bytes reported in GiB."""
-    models = ("flow_unet", "render_unet", "flow_vae", "image_vae")
-    all_weights = sum(trace.weights[m] for m in models)
+MODELS = ("flow_unet", "render_unet", "flow_vae", "image_vae")
+# residency policies: phase (and the model used last) -> the models on the device
+STAGE_MODELS = {1: ("flow_unet", "flow_vae", "image_vae"), 2: ("render_unet", "image_vae")}
+
+
+def _resident(policy: str, phase: str, last_model: str) -> tuple[str, ...]:
+    if policy == "resident":
+        return MODELS
+    if policy == "low_vram":  # only the model the phase calls (the last one used in between)
+        return (PHASE_MODEL.get(phase, last_model),)
+    if policy == "stagewise":  # the bench's --low-vram: the running stage's models
+        if phase in ("stage1_unet_step", "control_encode", "flow_decode"):
+            return STAGE_MODELS[1]
+        if phase in ("stage2_unet_step", "image_decode"):
+            return STAGE_MODELS[2]
+        return max(STAGE_MODELS.values(), key=len)  # image encode / sampler arithmetic: either stage; the larger
+    raise ValueError(f"unknown residency {policy!r}: resident, low_vram or stagewise")
+
+
+def mode_report(trace: Trace, residency: str) -> dict:
+    """Peak per phase and overall with the weights that ``residency`` keeps on the device; in GiB."""
     phases = {}
     last_model = "flow_vae"
+    weights_max = 0
     for phase in trace.order:
         activation = trace.phase_peak[phase]
-        if resident:
-            resident_bytes = all_weights
-        else:
-            last_model = PHASE_MODEL.get(phase, last_model)
-            resident_bytes = trace.weights[last_model]
+        last_model = PHASE_MODEL.get(phase, last_model)
+        resident_bytes = sum(trace.weights[m] for m in _resident(residency, phase, last_model))
+        weights_max = max(weights_max, resident_bytes)
         phases[phase] = {"activation_gib": activation / GIB, "weights_gib": resident_bytes / GIB,
                          "peak_gib": (activation + resident_bytes) / GIB, "calls": trace.phase_calls.get(phase, 0)}
     peak_phase = max(phases, key=lambda p: phases[p]["peak_gib"])
     return {
         "peak_gib": phases[peak_phase]["peak_gib"],
         "peak_phase": peak_phase,
-        "weights_gib": (all_weights if resident else max(trace.weights[m] for m in models)) / GIB,
+        "weights_gib": weights_max / GIB,
         "weights_per_model_gib": {k: v / GIB for k, v in trace.weights.items()},
         "activation_peak_gib": max(p["activation_gib"] for p in phases.values()),
         "phases": phases,
@@ -514,10 +538,10 @@ def estimate(size, *, frames=None, steps=None, guidance=7.0, decode_batch=None) 
         "triton_launches_stubbed": fp16.triton_launches,
         "kernels_failed_on_meta": fp16.kernels_failed,
         "modes": {
-            "resident_fp16": mode_report(fp16, resident=True),
-            "low_vram_fp16": mode_report(fp16, resident=False),
-            "resident_fp8": mode_report(fp8, resident=True),
-            "low_vram_fp8": mode_report(fp8, resident=False),
+            "resident_fp16": mode_report(fp16, "resident"),
+            "low_vram_fp16": mode_report(fp16, "low_vram"),
+            "resident_fp8": mode_report(fp8, "resident"),
+            "low_vram_fp8": mode_report(fp8, "low_vram"),
         },
         "tflop": fp16.flops / 1e12,
         "method": "meta tensors on the CUDA code path, live storage bytes tracked by a dispatch mode "
