@@ -19,8 +19,10 @@ import numpy as np
 import torch
 from comfy_api.latest import io
 
+from motion_i2v_core.motion.coord_str import canvas_tracks, tracks_to_coord_str
 from motion_i2v_core.motion.hints import build_motion_hints, hints_summary, parse_widget_json
 
+from .notes import node_notes
 from .types import CATEGORY, MotionType, mask_to_core
 
 NODE_ID = "MotionI2VDrawMotionBrush"
@@ -65,8 +67,14 @@ class DrawMotionBrush(io.ComfyNode):
                     "coord_str",
                     optional=True,
                     force_input=True,
-                    tooltip="Optional extra tracks in KJNodes' coord_str format ([{x,y},...] or a list of such lists), image pixels.",
+                    tooltip="Optional extra tracks in KJNodes' coord_str format ([{x,y},...] or a list of such lists), "
+                            "in the pixels of the canvas they were drawn on (coord_width x coord_height).",
                 ),
+                io.Int.Input("coord_width", default=0, min=0, max=16384, optional=True,
+                             tooltip="Width of the canvas coord_str was drawn on (KJNodes' spline editor width); "
+                                     "0 = the image width. Points are scaled to the image; the node lists every rescale and clamp."),
+                io.Int.Input("coord_height", default=0, min=0, max=16384, optional=True,
+                             tooltip="Height of the coord_str canvas; 0 = the image height."),
             ],
             outputs=[
                 io.Mask.Output("movable_mask", tooltip="Movable region at the image's size (1 = may move)."),
@@ -87,15 +95,22 @@ class DrawMotionBrush(io.ComfyNode):
         return True
 
     @classmethod
-    def execute(cls, image, hints_json, mask=None, coord_str=None) -> io.NodeOutput:
+    def execute(cls, image, hints_json, mask=None, coord_str=None, coord_width=0, coord_height=0) -> io.NodeOutput:
         if not isinstance(image, torch.Tensor) or image.ndim != 4:
             raise ValueError(f"Draw Motion Brush: image must be a ComfyUI IMAGE (B, H, W, C), got {type(image).__name__}")
         height, width = int(image.shape[1]), int(image.shape[2])
+        notes = []
+        if coord_str is not None and str(coord_str).strip():
+            # Canvas pixels -> image pixels first; build_motion_hints reads image-pixel coord_str.
+            tracks, notes = canvas_tracks(coord_str, width, height, coord_width, coord_height)
+            coord_str = tracks_to_coord_str(tracks, width, height)
         hints = build_motion_hints(hints_json, width, height, mask=mask_to_core(mask), coord_str=coord_str)
+        hints.warnings = notes + list(hints.warnings)
         movable = hints.movable_mask if hints.movable_mask is not None else torch.ones(height, width)
         ui = {
             "mi2v_reference": [save_reference_preview(image[0])],
             "mi2v_hints": [hints_summary(hints)],
+            "mi2v_notes": node_notes(hints.warnings),
         }
         return io.NodeOutput(movable[None].float(), hints, ui=ui)
 
