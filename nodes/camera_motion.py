@@ -10,7 +10,7 @@ from motion_i2v_core.motion.depth import check_aspect, depth_to_distance
 from motion_i2v_core.motion.easing import EASINGS
 from motion_i2v_core.motion.flow_hints import flow_to_hints
 
-from .sizes import check_size, frames_input, size_inputs
+from .sizes import check_size, long_frames_input, size_inputs
 from .types import CATEGORY, FlowField, FlowType, MotionType
 
 
@@ -35,7 +35,7 @@ class CameraMotion(io.ComfyNode):
             ),
             inputs=[
                 *size_inputs(),
-                frames_input(),
+                long_frames_input(),
                 io.Float.Input("pan_right", default=0.0, min=-2.0, max=2.0, step=0.01,
                                tooltip="Camera moves right by this fraction of the width (negative = left); "
                                        "the nearest content slides left that far."),

@@ -11,7 +11,7 @@ from motion_i2v_core.motion.flow_resample import fit_plane
 from motion_i2v_core.motion.video_flow import FLOW_METHODS, flow_from_video
 
 from .progress import StepProgress
-from .sizes import check_size, frames_input, size_inputs
+from .sizes import check_size, long_frames_input, size_inputs
 from .types import CATEGORY, FlowField, FlowType, MotionType, mask_to_core
 
 
@@ -32,7 +32,7 @@ class FlowFromVideo(io.ComfyNode):
             inputs=[
                 io.Image.Input("video", tooltip="The driving clip, at least 2 frames; its first frame matches the reference image."),
                 *size_inputs(),
-                frames_input(),
+                long_frames_input(),
                 io.Combo.Input("method", options=list(FLOW_METHODS), default="dis",
                                tooltip="OpenCV optical flow: DIS (fast, sharp) or Farneback (smoother)."),
                 io.Boolean.Input("fill_unreliable", default=True,

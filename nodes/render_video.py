@@ -9,6 +9,7 @@ from motion_i2v_core.pipelines.stage2 import render_video
 
 from .predict_flow import compat_input, sampling_inputs
 from .progress import StepProgress
+from .sizes import MAX_FRAMES
 from .types import CATEGORY, FlowField, FlowType, ModelType, conditioning_to_text, frames_to_image, image_to_core
 
 
@@ -38,6 +39,9 @@ class RenderVideo(io.ComfyNode):
     @classmethod
     def execute(cls, model, image, positive, negative, flow: FlowField, steps, cfg, seed, sampler,
                 official_compat=False) -> io.NodeOutput:
+        if flow.num_frames > MAX_FRAMES:
+            raise ValueError(f"Render Video: the flow has {flow.num_frames} frames and one render holds at most "
+                             f"{MAX_FRAMES}; use Render Long Shot for longer motions (or fewer num_frames)")
         reference, _ = fit_image(image_to_core(image), flow.height, flow.width)
         cond = conditioning_to_text(positive, "positive")
         uncond = conditioning_to_text(negative, "negative")

@@ -22,6 +22,15 @@ def frames_input():
                         tooltip=f"Frames of the video, the reference image included (2 to {MAX_FRAMES}).")
 
 
+def long_frames_input():
+    """Frame count of a motion that may be longer than one render (Render Long Shot chains segments)."""
+    from motion_i2v_core.pipelines.long_shot import MAX_LONG_FRAMES
+
+    return io.Int.Input("num_frames", default=16, min=2, max=MAX_LONG_FRAMES,
+                        tooltip=f"Frames of the motion, the reference image included. Render Video takes up to "
+                                f"{MAX_FRAMES}; Render Long Shot chains longer ones (up to {MAX_LONG_FRAMES}).")
+
+
 def check_size(width: int, height: int) -> None:
     """Both sides multiples of 64 (API clients can send any value; the UNet halves the latent 3 times)."""
     try:
