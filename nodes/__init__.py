@@ -17,6 +17,7 @@ _NODE_SPECS = (
     ("encode_flow", "EncodeFlow"),
     ("predict_flow", "PredictFlow"),
     ("render_video", "RenderVideo"),
+    ("render_long_shot", "RenderLongShot"),
     ("drags_to_flow", "DragsToFlow"),
     ("preview_motion", "PreviewMotion"),
     ("preview_flow", "PreviewFlow"),
@@ -26,6 +27,7 @@ _NODE_SPECS = (
     ("flow_files", "SaveFlow"),
     ("flow_files", "LoadFlow"),
     ("flow_from_video", "FlowFromVideo"),
+    ("export_tracks", "ExportTracks"),
 )
 
 

@@ -314,11 +314,32 @@ def video_to_video_workflow():
     )
 
 
+def long_shot_workflow():
+    wf, loader, pos, neg, image = _model_inputs()
+    camera = _camera(wf, (760, 20), dict(CAMERA_MOVE, zoom_in=0.8, pan_right=0.15, easing="linear"))
+    camera["widgets_values"][2] = 46  # three 16-frame segments
+    wf.connect(image, 0, camera, "image")
+    render = wf.node("MotionI2VRenderLongShot", (1140, 20), (340, 340), [16, 0, 25, 7.0, 0, "fixed", "ddim", False],
+                     inputs=[("model", "MI2V_MODEL"), ("image", "IMAGE"), ("positive", "CONDITIONING"),
+                             ("negative", "CONDITIONING"), ("flow", "MI2V_FLOW")],
+                     outputs=[("frames", "IMAGE")])
+    for name, src in (("model", loader), ("image", image), ("positive", pos), ("negative", neg), ("flow", camera)):
+        wf.connect(src, 0, render, name)
+    save = wf.node("SaveAnimatedWEBP", (1520, 20), (360, 420), ["motion_i2v_long_shot", 8.0, False, 90, "default"],
+                   inputs=[("images", "IMAGE")])
+    wf.connect(render, 0, save, "images")
+    return wf.to_json(
+        "Long shot: a 46-frame camera move rendered as three chained 16-frame segments (each starts from the frame "
+        "the last one ended on; 'overlap' cross-fades shared frames). One progress bar over all segments."
+    )
+
+
 MOTION_WORKFLOWS = {
     "motion_i2v_camera_move_no_weights": camera_preview_workflow,
     "motion_i2v_camera_move": camera_render_workflow,
     "motion_i2v_flow_tools_no_weights": flow_tools_workflow,
     "motion_i2v_video_to_video": video_to_video_workflow,
+    "motion_i2v_long_shot": long_shot_workflow,
 }
 
 
@@ -340,7 +361,7 @@ def motion_thumbnails(image, size: int) -> dict:
     beside[size // 4: size // 4 + half, :half] = colours[::2, ::2]
     beside[size // 4: size // 4 + half, half:] = warped[::2, ::2]
     return {"motion_i2v_camera_move_no_weights": beside, "motion_i2v_camera_move": warped,
-            "motion_i2v_flow_tools_no_weights": colours, "motion_i2v_video_to_video": beside}
+            "motion_i2v_flow_tools_no_weights": colours, "motion_i2v_video_to_video": beside, "motion_i2v_long_shot": warped}
 
 
 WORKFLOWS = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from harness.comfy_server import PromptRejected
@@ -110,3 +112,50 @@ def test_flow_from_video_reports_progress_per_clip_frame(tiny_server, object_inf
     assert result.ok, result.describe() + "\n" + tiny_server.log_tail()
     steps = result.progress_for(video_id)
     assert steps and steps[-1] == (11, 11), steps  # 12-frame driving clip: 11 flows
+
+
+def test_coord_str_from_another_canvas_lands_where_drawn_and_the_node_says_so(tiny_server):
+    # example.png is 768x768; the coord_str was drawn on a 512x512 canvas: (100, 200) -> (150, 300).
+    coord = '[[{"x": 100, "y": 200}, {"x": 400, "y": 300}], [{"x": 600, "y": 10}]]'
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "example.png"}},
+        "2": {"class_type": "PrimitiveString", "inputs": {"value": coord}},
+        "3": {"class_type": "MotionI2VDrawMotionBrush",
+              "inputs": {"image": ["1", 0], "hints_json": "", "coord_str": ["2", 0],
+                         "coord_width": 512, "coord_height": 512}},
+        "4": {"class_type": "MotionI2VExportTracks",
+              "inputs": {"motion": ["3", 1], "width": 512, "height": 320, "points_per_track": 16}},
+        "5": {"class_type": "PreviewAny", "inputs": {"source": ["4", 0]}},
+    }
+    result = tiny_server.client().run(prompt, timeout=120)
+    assert result.ok, result.describe() + "\n" + tiny_server.log_tail()
+    summary = result.outputs["3"]["mi2v_hints"][0]
+    assert summary["track_ends"][0] == [[150.0, 300.0], [600.0, 450.0]]
+    notes = result.outputs["3"]["mi2v_notes"]
+    assert any("512x512 canvas" in n and "768x768 image" in n for n in notes), notes
+    assert any("track 1 point 0" in n and "outside" in n for n in notes), notes  # (900, 15) is off the image
+    export_notes = result.outputs["4"]["mi2v_notes"]
+    assert any("512x320" in n for n in export_notes), export_notes
+    exported = json.loads(result.outputs["5"]["text"][0])
+    assert len(exported) == 2 and len(exported[0]) == 16
+    assert abs(exported[0][0]["x"] - 100) < 1 and abs(exported[0][0]["y"] - 125) < 1  # 768x768 -> 512x320
+
+
+def test_long_shot_chains_segments_into_one_batch_with_one_progress_bar(tiny_server, object_info):
+    prompt = tiny_prompt(workflow("motion_i2v_long_shot"), object_info, seed=108)  # 6 frames, 2 steps
+    long_id = node_of(prompt, "MotionI2VRenderLongShot")
+    prompt[long_id]["inputs"]["segment_frames"] = 4  # segments (0, 4) and (3, 3)
+    prompt["950"] = {"class_type": "SaveImage", "inputs": {"images": [long_id, 0], "filename_prefix": "mi2v_long"}}
+    result = tiny_server.client().run(prompt, timeout=300)
+    assert result.ok, result.describe() + "\n" + tiny_server.log_tail()
+    assert result.progress_for(long_id) == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert len(result.outputs["950"]["images"]) == 6
+
+
+def test_render_video_refuses_a_long_flow_naming_render_long_shot(tiny_server, object_info):
+    prompt = tiny_prompt(workflow("motion_i2v_camera_move"), object_info, seed=109)
+    prompt[node_of(prompt, "MotionI2VCameraMotion")]["inputs"]["num_frames"] = 20
+    render_id = node_of(prompt, "MotionI2VRenderVideo")
+    result = tiny_server.client().run(prompt, timeout=120)
+    assert result.status == "error" and result.error["node_id"] == render_id, result.describe()
+    assert "Render Long Shot" in result.error["exception_message"]

@@ -8,7 +8,7 @@ from harness.comfy_server import REPO_DIR
 
 PACK_NODES = {
     "MotionI2VLoader": {"weights", "precision", "appearance_model", "appearance_checkpoint"},
-    "MotionI2VDrawMotionBrush": {"image", "hints_json", "mask", "coord_str"},
+    "MotionI2VDrawMotionBrush": {"image", "hints_json", "mask", "coord_str", "coord_width", "coord_height"},
     "MotionI2VEncodeFlow": {"model", "motion", "width", "height", "num_frames", "flow_unit", "seed"},
     "MotionI2VPredictFlow": {"model", "image", "positive", "negative", "control", "width", "height", "num_frames",
                              "steps", "cfg", "seed", "sampler", "motion_speed", "official_compat"},
@@ -26,6 +26,9 @@ PACK_NODES = {
     "MotionI2VLoadFlow": {"flow_file", "width", "height", "num_frames"},
     "MotionI2VFlowFromVideo": {"video", "width", "height", "num_frames", "method", "fill_unreliable", "track_grid",
                                "mask", "image"},
+    "MotionI2VExportTracks": {"motion", "width", "height", "points_per_track"},
+    "MotionI2VRenderLongShot": {"model", "image", "positive", "negative", "flow", "segment_frames", "overlap",
+                                "steps", "cfg", "seed", "sampler", "official_compat"},
 }
 
 
