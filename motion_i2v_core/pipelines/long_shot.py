@@ -72,11 +72,7 @@ def crossfade(earlier: torch.Tensor, later: torch.Tensor) -> torch.Tensor:
 
 
 def render_long_shot(
-    models,
-    image01: torch.Tensor,
-    cond: torch.Tensor,
-    uncond: Optional[torch.Tensor],
-    flow: torch.Tensor,
+    models, image01: torch.Tensor, cond: torch.Tensor, uncond: Optional[torch.Tensor], flow: torch.Tensor,
     static_mask: Optional[torch.Tensor] = None,
     *,
     segment_frames: int = MAX_FRAMES,
