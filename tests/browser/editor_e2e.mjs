@@ -66,10 +66,29 @@ const browser = await chromium.launch({
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   report.deprecations = [];
+  report.otherDeprecations = [];
   page.on("console", (m) => {
     if (m.type() === "error") report.consoleErrors.push(m.text().slice(0, 300));
-    if (/deprecat/i.test(m.text())) report.deprecations.push(m.text().slice(0, 300));
   });
+  // Deprecation warnings with the stack that raised them: ours are those our files (served under
+  // /extensions/<pack>/) are on; the frontend's own (e.g. its legacy queue menu) are not ours.
+  await page.addInitScript(() => {
+    const warn = console.warn.bind(console);
+    window.__mi2vDeprecations = [];
+    console.warn = (...args) => {
+      const text = args.map(String).join(" ");
+      if (/deprecat/i.test(text)) window.__mi2vDeprecations.push({ text: text.slice(0, 300), stack: new Error().stack ?? "" });
+      warn(...args);
+    };
+  });
+  const collectDeprecations = async () => {
+    const all = await page.evaluate(() => window.__mi2vDeprecations ?? []).catch(() => []);
+    for (const d of all) {
+      const ours = /\/extensions\/[^/]*motion-i2v[^/]*\//i.test(d.stack);
+      if (ours && !report.deprecations.includes(d.text)) report.deprecations.push(d.text);
+      if (!ours && !report.otherDeprecations.includes(d.text)) report.otherDeprecations.push(d.text);
+    }
+  };
   page.on("pageerror", (e) => report.consoleErrors.push("pageerror: " + e.message.slice(0, 300)));
 
   // Without TutorialCompleted the first-run templates dialog covers the canvas and eats the mouse.
@@ -388,6 +407,7 @@ try {
     report.screenshotClip = clip;
     await page.screenshot({ path: env.SCREENSHOT, clip });
   }
+  await collectDeprecations();
   mark("done");
 } catch (e) {
   report.failure = String(e?.stack ?? e).slice(0, 3000);

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from harness.comfy_server import REPO_DIR
+from browser_support import browser_dir as _browser_dir
 from motion_i2v_core.motion.hints import parse_widget_json, rasterize_brush
 
 HERE = Path(__file__).parent
@@ -31,44 +32,14 @@ IMAGE_W, IMAGE_H = 384, 256
 POINT_TOLERANCE_PX = 1.5  # mouse positions are whole screen pixels; one is ~1.1 image px here
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def _browser_dir() -> Path:
-    cache = Path(os.environ.get("MI2V_CACHE", Path.home() / ".cache" / "motion-i2v"))
-    return Path(os.environ.get("MI2V_BROWSER_DIR", cache / "browser"))
-
-
-@pytest.fixture(scope="module")
-def browser_tools():
-    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-    node = shutil.which("node")
-    missing = [
-        what
-        for what, ok in (
-            (f"chromium ({chromium})", Path(chromium).is_file()),
-            ("node", node is not None),
-            (f"playwright-core ({_browser_dir()})", (_browser_dir() / "node_modules" / "playwright-core").is_dir()),
-        )
-        if not ok
-    ]
-    if missing:
-        message = "browser tests need " + ", ".join(missing) + "; run scripts/setup_env.sh --browser"
-        if _in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
-    return {"node": node, "chromium": chromium}
-
-
-@pytest.fixture(scope="module")
-def reference_image(comfy_server):
+@pytest.fixture
+def reference_image(frontend_server):
     """A 384x256 test image in the server's input folder (before the page lists the input files)."""
     y, x = np.mgrid[0:IMAGE_H, 0:IMAGE_W]
     img = np.stack([(x * 255 // IMAGE_W), (y * 255 // IMAGE_H), np.full_like(x, 90)], -1).astype(np.uint8)
     cv2.circle(img, (120, 90), 40, (240, 240, 240), -1)
     cv2.rectangle(img, (250, 150), (340, 220), (30, 30, 30), -1)
-    cv2.imwrite(str(comfy_server.input_dir / IMAGE_NAME), img)
+    cv2.imwrite(str(frontend_server.input_dir / IMAGE_NAME), img)
     return IMAGE_NAME
 
 
@@ -106,7 +77,8 @@ def assert_points_close(actual, expected, what):
 
 
 @pytest.mark.parametrize("mode", ["classic", "vue"])
-def test_editor_in_real_browser(mode, browser_tools, comfy_server, reference_image, tmp_path):
+def test_editor_in_real_browser(mode, browser_tools, frontend_server, reference_image, tmp_path):
+    comfy_server = frontend_server
     screenshot = tmp_path / f"widget_{mode}.png"
     report = run_editor_script(browser_tools, comfy_server, vue=(mode == "vue"), screenshot=screenshot)
     plan, checks = report["plan"], report["checks"]

@@ -55,8 +55,11 @@ def node_of(prompt: dict, class_type: str) -> str:
     return next(i for i, n in prompt.items() if n["class_type"] == class_type)
 
 
-def workflow(name: str) -> Path:
-    return REPO_DIR / "example_workflows" / f"{name}.json"
+def workflow(example_id: str) -> Path:
+    """The example file whose extra.mi2v_example is ``example_id`` (file names are template titles)."""
+    found = [p for p in WORKFLOWS if json.loads(p.read_text())["extra"].get("mi2v_example") == example_id]
+    assert len(found) == 1, f"{example_id}: {found}"
+    return found[0]
 
 
 def test_example_workflows_are_listed_as_templates(tiny_server):
