@@ -257,3 +257,21 @@ def test_compute_dtype_reaches_the_controlnet():
     assert model.dtype == model.controlnet.dtype == torch.float32
     model.compute_dtype = torch.bfloat16
     assert model.dtype == model.controlnet.dtype == torch.bfloat16
+
+
+def test_in_place_activations_leave_inputs_alone_and_keep_autograd():
+    """The blocks activate and add residuals in place on fresh outputs only: inputs stay as they were, and
+    backward still works (no tensor autograd saved was overwritten)."""
+    torch.manual_seed(0)
+    model = FlowUNet(tiny_config(in_channels=8, stride_embedding=True))
+    render = RenderUNet(tiny_config())
+    sample, text, control = torch.randn(1, 8, 3, 8, 8), torch.randn(1, 6, 16), torch.randn(1, 5, 3, 8, 8)
+    flow = torch.randn(1, 3, 2, 64, 64) * 4
+    inputs = [sample, text, control, flow]
+    before = [t.clone() for t in inputs]
+    loss = model(sample, torch.tensor(500), torch.tensor([[8, 16, 24]]), text, control=control).square().mean()
+    loss = loss + render(sample[:, :4], torch.tensor(300), text, flow=flow).square().mean()
+    loss.backward()
+    assert all(torch.equal(a, b) for a, b in zip(inputs, before))
+    grads = [p.grad for p in [*model.parameters(), *render.parameters()]]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)

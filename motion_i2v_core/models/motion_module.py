@@ -136,9 +136,10 @@ class TemporalTransformerBlock(nn.Module):
         self.ff_norm = operations.LayerNorm(dim, eps=1e-5, dtype=dtype, device=device)
 
     def forward(self, x, num_frames, height, width, warp=None):
+        # residuals added in place to each fresh sub-layer output (x + y == y + x bitwise)
         for attn, norm in zip(self.attention_blocks, self.norms):
-            x = x + attn(norm(x), num_frames, height, width, warp)
-        return x + self.ff(self.ff_norm(x))
+            x = attn(norm(x), num_frames, height, width, warp).add_(x)
+        return self.ff(self.ff_norm(x)).add_(x)
 
 
 class TemporalTransformer3D(nn.Module):
@@ -164,7 +165,9 @@ class TemporalTransformer3D(nn.Module):
         for block in self.transformer_blocks:
             hidden = block(hidden, num_frames, h, w, warp)
         hidden = self.proj_out(hidden)
-        return hidden.reshape(bf, h, w, c).permute(0, 3, 1, 2).contiguous() + x
+        # x first: the sum takes x's NCHW layout straight from the channels-last view, with no extra copy (a
+        # result with channels-last strides, even a (N, C, 1, 1) one, would change later conv kernels)
+        return x + hidden.reshape(bf, h, w, c).permute(0, 3, 1, 2)
 
 
 class VanillaTemporalModule(nn.Module):

@@ -28,7 +28,8 @@ def from_frames(x: torch.Tensor, num_frames: int) -> torch.Tensor:
 class ResnetBlock3D(nn.Module):
     """``out = shortcut(x) + conv2(SiLU(GN2(conv1(SiLU(GN1(x))) + temb_proj)))``, everything per frame.
 
-    ``temb`` is the per-frame embedding ``(B*F, temb_channels)``.
+    ``temb`` is the per-frame embedding ``(B*F, temb_channels)``. Activations and additions work in place
+    on the fresh outputs of the norms and convs (same values, fewer full-size temporaries; autograd-safe).
     """
 
     def __init__(
@@ -55,11 +56,11 @@ class ResnetBlock3D(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.time_emb_proj(F.silu(temb)).to(h.dtype)[:, :, None, None]
-        h = self.conv2(F.silu(self.norm2(h)))
+        h = self.conv1(F.silu(self.norm1(x), inplace=True))
+        h += self.time_emb_proj(F.silu(temb)).to(h.dtype)[:, :, None, None]
+        h = self.conv2(F.silu(self.norm2(h), inplace=True))
         shortcut = self.conv_shortcut(x) if self.conv_shortcut is not None else x
-        return shortcut + h
+        return h.add_(shortcut)  # == shortcut + h bitwise (addition commutes exactly)
 
 
 class Downsample3D(nn.Module):

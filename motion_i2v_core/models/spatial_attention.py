@@ -52,7 +52,7 @@ class GEGLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, gate = self.proj(x).chunk(2, dim=-1)
-        return a * F.gelu(gate)
+        return F.gelu(gate).mul_(a)
 
 
 class FeedForward(nn.Module):
@@ -86,10 +86,10 @@ class BasicTransformerBlock(nn.Module):
         self.norm3 = operations.LayerNorm(dim, eps=1e-5, **kw)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, repeat: int) -> torch.Tensor:
-        x = x + self.attn1(self.norm1(x))
-        x = x + self.attn2(self.norm2(x), context, repeat=repeat)
-        x = x + self.ff(self.norm3(x))
-        return x
+        # residuals added in place to each fresh sub-layer output (x + y == y + x bitwise)
+        x = self.attn1(self.norm1(x)).add_(x)
+        x = self.attn2(self.norm2(x), context, repeat=repeat).add_(x)
+        return self.ff(self.norm3(x)).add_(x)
 
 
 class SpatialTransformer3D(nn.Module):
@@ -123,4 +123,5 @@ class SpatialTransformer3D(nn.Module):
             hidden = block(hidden, context, repeat=num_frames)
         # contiguous NCHW: channels-last strides would change conv/GroupNorm kernels downstream
         hidden = hidden.reshape(bf, h, w, c).permute(0, 3, 1, 2).contiguous()
-        return self.proj_out(hidden) + x
+        # out of place, x first: the sum keeps x's layout (at 1x1 the conv returns channels-last strides)
+        return x + self.proj_out(hidden)

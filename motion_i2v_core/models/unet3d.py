@@ -51,7 +51,7 @@ class UNet3D(UNetEncoder):
             # Upsample to the size of the next skip (odd latent sizes do not double exactly).
             size = tuple(skips[-n - 1].shape[-2:]) if block.upsamplers is not None else None
             x = block(x, skips, temb, context, frames, warp, upsample_size=size)
-        return self.conv_out(F.silu(self.conv_norm_out(x)))
+        return self.conv_out(F.silu(self.conv_norm_out(x), inplace=True))
 
 
 class FlowUNet(UNet3D):

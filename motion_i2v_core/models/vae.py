@@ -69,10 +69,10 @@ class ResnetBlock2D(nn.Module):
                               if in_channels != out_channels else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(F.silu(self.norm2(h)))
+        h = self.conv1(F.silu(self.norm1(x), inplace=True))
+        h = self.conv2(F.silu(self.norm2(h), inplace=True))
         skip = x if self.conv_shortcut is None else self.conv_shortcut(x)
-        return skip + h
+        return h.add_(skip)  # == skip + h bitwise, without another full-size temporary
 
 
 class AttentionBlock(nn.Module):
@@ -95,7 +95,7 @@ class AttentionBlock(nn.Module):
         out = self.proj_attn(out)
         # contiguous NCHW: a channels-last-strided residual would send later GroupNorms down a
         # less accurate CPU kernel (see parity README, run-time substitution 4)
-        return x + out.transpose(1, 2).reshape(n, c, h, w).contiguous()
+        return out.transpose(1, 2).reshape(n, c, h, w).contiguous().add_(x)
 
 
 class MidBlock2D(nn.Module):
@@ -190,7 +190,7 @@ class Encoder(nn.Module):
         for block in self.down_blocks:
             x = block(x)
         x = self.mid_block(x)
-        return self.conv_out(F.silu(self.conv_norm_out(x)))
+        return self.conv_out(F.silu(self.conv_norm_out(x), inplace=True))
 
 
 class Decoder(nn.Module):
@@ -213,7 +213,7 @@ class Decoder(nn.Module):
         x = self.mid_block(x)
         for block in self.up_blocks:
             x = block(x)
-        return self.conv_out(F.silu(self.conv_norm_out(x)))
+        return self.conv_out(F.silu(self.conv_norm_out(x), inplace=True))
 
 
 class AutoencoderKL(nn.Module):
