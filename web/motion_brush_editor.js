@@ -18,6 +18,8 @@ const PLAY_MAX_SIDE = 256; // the Play preview warps a raster this big (long sid
 const MAX_HISTORY = 100;
 const MASK_MAX_SIDE = 1024; // the overlay raster is capped; the data stays vector strokes
 const POINT_HIT_PX = 9;
+const MAX_ZOOM = 16;
+const WHEEL_ZOOM_STEP = 1.0015; // per wheel delta unit (a notch of 100 is ~16%)
 const SEGMENT_HIT_PX = 6;
 const TRACK_COLORS = ["#ff5c5c", "#ffb84d", "#4dd2ff", "#b98cff", "#5cff8a", "#ff7ad9", "#ffe14d", "#7a9cff"];
 const MOVABLE_TINT = "#22d3a5";
@@ -95,6 +97,8 @@ export class MotionBrushEditor {
     this._renderPending = false;
     this._destroyed = false;
     this._fit = { s: 1, ox: 0, oy: 0 };
+    this._view = { zoom: 1, panX: 0, panY: 0 }; // on top of the fit: wheel zooms, middle/Space+drag pans
+    this._spaceDown = false;
     this._cssSize = [1, 1];
 
     this._buildDom();
@@ -333,11 +337,43 @@ export class MotionBrushEditor {
 
   // ─── Coordinates ───
 
+  /** Image -> canvas transform: the image fitted into the canvas, then the view's zoom (about the
+   * canvas centre) and pan. The only place the display transform is made. */
   _layoutFit() {
     const [cw, ch] = this._cssSize;
     const { width, height } = this.hints;
-    const s = Math.max(1e-6, Math.min(cw / width, ch / height));
-    this._fit = { s, ox: (cw - width * s) / 2, oy: (ch - height * s) / 2 };
+    const base = Math.max(1e-6, Math.min(cw / width, ch / height));
+    const { zoom, panX, panY } = this._view;
+    const s = base * zoom;
+    this._fit = { s, ox: (cw - width * s) / 2 + panX, oy: (ch - height * s) / 2 + panY };
+  }
+
+  /** Zoom by `factor` keeping the image point under canvas position (cx, cy) in place. */
+  zoomAt(factor, cx, cy) {
+    this._layoutFit();
+    const { s, ox, oy } = this._fit;
+    const zoom = clamp(this._view.zoom * factor, 1, MAX_ZOOM);
+    const k = zoom / this._view.zoom;
+    // New offset: the point stays put; pan is what is left after the centred fit.
+    const [cw, ch] = this._cssSize;
+    const s2 = s * k;
+    this._view = {
+      zoom,
+      panX: cx - (cx - ox) * k - (cw - this.hints.width * s2) / 2,
+      panY: cy - (cy - oy) * k - (ch - this.hints.height * s2) / 2,
+    };
+    if (zoom === 1) this._view = { zoom: 1, panX: 0, panY: 0 };
+    this.render();
+  }
+
+  resetView() {
+    this._view = { zoom: 1, panX: 0, panY: 0 };
+    this.render();
+  }
+
+  _canvasPoint(e) {
+    const r = this.canvas.getBoundingClientRect();
+    return [((e.clientX - r.left) / Math.max(r.width, 1e-6)) * this._cssSize[0], ((e.clientY - r.top) / Math.max(r.height, 1e-6)) * this._cssSize[1]];
   }
 
   /** Image px -> canvas CSS px. */
@@ -348,6 +384,7 @@ export class MotionBrushEditor {
 
   /** Pointer event -> image px, using the canvas's on-screen rect (includes the graph zoom). */
   _eventToImage(e) {
+    this._layoutFit(); // the view may have changed since the last frame was drawn
     const r = this.canvas.getBoundingClientRect();
     const cx = ((e.clientX - r.left) / Math.max(r.width, 1e-6)) * this._cssSize[0];
     const cy = ((e.clientY - r.top) / Math.max(r.height, 1e-6)) * this._cssSize[1];
@@ -361,6 +398,7 @@ export class MotionBrushEditor {
 
   /** Client (viewport) position of an image point: lets tests and tools aim at image pixels. */
   imageToClient(point) {
+    this._layoutFit();
     const r = this.canvas.getBoundingClientRect();
     const [cx, cy] = this._toCanvas(point);
     return [r.left + (cx / this._cssSize[0]) * r.width, r.top + (cy / this._cssSize[1]) * r.height];
@@ -397,6 +435,9 @@ export class MotionBrushEditor {
     };
     // "widget-expands" asks the Nodes 2.0 layout to give this widget the node's spare height.
     this.element = el("div", { className: "mi2v-editor widget-expands", tabIndex: 0 });
+    // The frontend forwards wheel and middle-button events over widgets to the graph unless the
+    // element opts out: the wheel zooms and the middle button pans the image here instead.
+    this.element.dataset.captureWheel = "true";
     const bar = el("div", { className: "mi2v-toolbar" }, this.element);
     this._buttons = {};
     const button = (action, label, title, onClick) => {
@@ -433,6 +474,9 @@ export class MotionBrushEditor {
     button("clear-brush", "Clear brush", "Remove all brush strokes", () => this.clearBrush());
     button("clear-tracks", "Clear tracks", "Remove all tracks", () => this.clearTracks());
     button("play", "Play", "", () => this.togglePlay());
+    button("fit", "Fit", "Show the whole image (the wheel zooms at the mouse; middle-drag or Space+drag pans)", () =>
+      this.resetView(),
+    );
     this._notice = el("div", { className: "mi2v-notice", hidden: true }, this.element);
     this._noticeText = el("span", {}, this._notice);
     const noticeButton = (action, label, onClick) => {
@@ -495,6 +539,17 @@ export class MotionBrushEditor {
       e.stopPropagation();
     };
     this._onKeyDown = (e) => this._keyDown(e);
+    this._onKeyUp = (e) => {
+      if (e.key === " ") this._spaceDown = false;
+    };
+    this._onBlur = () => (this._spaceDown = false);
+    // The wheel zooms the image here, not the graph (non-passive, to keep the page still).
+    this._onWheel = (e) => {
+      e.preventDefault();
+      e.stopPropagation();
+      const [cx, cy] = this._canvasPoint(e);
+      this.zoomAt(WHEEL_ZOOM_STEP ** -e.deltaY, cx, cy);
+    };
     this._onStopEvent = (e) => e.stopPropagation();
     this.canvas.addEventListener("pointerdown", this._onPointerDown);
     this.canvas.addEventListener("pointermove", this._onPointerMove);
@@ -504,6 +559,9 @@ export class MotionBrushEditor {
     this.canvas.addEventListener("contextmenu", this._onContextMenu);
     this.canvas.addEventListener("dblclick", this._onStopEvent);
     this.element.addEventListener("keydown", this._onKeyDown);
+    this.element.addEventListener("keyup", this._onKeyUp);
+    this.element.addEventListener("blur", this._onBlur);
+    this.canvas.addEventListener("wheel", this._onWheel, { passive: false });
     // Toolbar presses must not start a node drag in Nodes 2.0 mode.
     this.element.addEventListener("pointerdown", this._onStopEvent);
     this._resizeObserver = new ResizeObserver(() => this._resizeCanvas());
@@ -515,6 +573,12 @@ export class MotionBrushEditor {
     e.preventDefault();
     this.element.focus({ preventScroll: true });
     if (this._playing) this.togglePlay();
+    if (e.button === 1 || (e.button === 0 && this._spaceDown)) {
+      this.canvas.setPointerCapture?.(e.pointerId);
+      const [cx, cy] = this._canvasPoint(e);
+      this._drag = { kind: "pan", from: [cx, cy], view: { ...this._view } };
+      return;
+    }
     const p = this._eventToImage(e);
     if (e.button === 2) {
       this._secondaryClick(p);
@@ -557,6 +621,12 @@ export class MotionBrushEditor {
     const p = this._eventToImage(e);
     this._hover = p;
     const drag = this._drag;
+    if (drag?.kind === "pan") {
+      const [cx, cy] = this._canvasPoint(e);
+      this._view = { ...drag.view, panX: drag.view.panX + cx - drag.from[0], panY: drag.view.panY + cy - drag.from[1] };
+      this.render();
+      return;
+    }
     if (drag?.kind === "stroke") {
       const pts = drag.stroke.points;
       const last = pts[pts.length - 1];
@@ -586,6 +656,7 @@ export class MotionBrushEditor {
     if (!drag) return;
     this._drag = null;
     this.canvas.releasePointerCapture?.(e.pointerId);
+    if (drag.kind === "pan") return;
     // Let the event bubble: ComfyUI's change tracker records the new widget value on mouseup.
     this._commit(drag.before);
     if (drag.kind === "stroke") this._rebuildMask();
@@ -604,7 +675,8 @@ export class MotionBrushEditor {
 
   _keyDown(e) {
     let handled = true;
-    if (e.key === "Escape" || e.key === "Enter") this.endTrack();
+    if (e.key === " ") this._spaceDown = true; // held: the left button pans
+    else if (e.key === "Escape" || e.key === "Enter") this.endTrack();
     else if ((e.key === "Delete" || e.key === "Backspace") && this._hoverHit) {
       this.deletePoint(this._hoverHit.track, this._hoverHit.point);
       this._hoverHit = null;
@@ -617,6 +689,7 @@ export class MotionBrushEditor {
     else if (e.key === "]") this.setBrushRadius(this.brushRadius * 1.25 + 1);
     else if (e.key === "d") this.duplicateTrack();
     else if (e.key === "r") this.reverseTrack();
+    else if (e.key === "f" || e.key === "0") this.resetView();
     else handled = false;
     // Keys the editor used must not reach the graph (Delete would remove the node).
     if (handled) {
@@ -957,6 +1030,9 @@ export class MotionBrushEditor {
     this.canvas.removeEventListener("contextmenu", this._onContextMenu);
     this.canvas.removeEventListener("dblclick", this._onStopEvent);
     this.element.removeEventListener("keydown", this._onKeyDown);
+    this.element.removeEventListener("keyup", this._onKeyUp);
+    this.element.removeEventListener("blur", this._onBlur);
+    this.canvas.removeEventListener("wheel", this._onWheel);
     this.element.removeEventListener("pointerdown", this._onStopEvent);
   }
 }

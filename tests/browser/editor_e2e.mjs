@@ -267,6 +267,23 @@ try {
   }
   await pressButton("play");
   report.checks.play = (await page.evaluate((expr) => eval(expr)._playing, editorExpr())) === false && (await serializedValue()) === drawn;
+  // The wheel over the editor zooms the image at the mouse (the image point there stays put), not
+  // the graph; a click then still lands on the right image pixel; Fit shows the whole image again.
+  {
+    const graphScale = () => page.evaluate(() => window.app.canvas.ds.scale);
+    const scaleBefore = await graphScale();
+    const [wx, wy] = await aim(PLAN.track1[1]);
+    await page.mouse.move(wx, wy);
+    await page.mouse.wheel(0, -300);
+    await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+    const zoomed = await page.evaluate((expr) => ({ ...eval(expr)._view }), editorExpr());
+    const [ax, ay] = await aim(PLAN.track1[1]);
+    report.zoom = { zoomed, pointMoved: Math.hypot(ax - wx, ay - wy), graphScaleKept: (await graphScale()) === scaleBefore };
+    await pressButton("fit");
+    report.checks.zoom =
+      zoomed.zoom > 1.3 && report.zoom.pointMoved < 1.5 && report.zoom.graphScaleKept &&
+      (await page.evaluate((expr) => eval(expr)._view.zoom, editorExpr())) === 1 && (await serializedValue()) === drawn;
+  }
   const toolBefore = await page.evaluate((expr) => [eval(expr).tool, eval(expr).brushRadius], editorExpr());
 
   // The editor follows the node's size (dragging the node's bottom-right corner with the mouse);

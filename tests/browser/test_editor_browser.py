@@ -110,6 +110,7 @@ def test_editor_in_real_browser(mode, browser_tools, frontend_server, reference_
     assert play["changedFraction"] > 0.02, play  # the image itself moved, not only the points
     assert checks["stableLayout"], report["canvasRects"]
     assert checks["toolKept"]
+    assert checks["zoom"], report["zoom"]
     assert checks["resizesWithNode"], report["editorSizes"]
     parse_widget_json(value)  # the Python reader accepts what the editor wrote
 
