@@ -226,31 +226,37 @@ def replace_weights(module: nn.Module, sd: Mapping[str, torch.Tensor], what: str
 
 
 def load_converted_stage1(folder: str | os.PathLike, dtype: torch.dtype = torch.float32, device="cpu", *,
-                          rel: str | None = None):
+                          rel: str | None = None, dtypes: Mapping[str, torch.dtype] | None = None):
     """Stage1Models (flow UNet + ControlNet, flow VAE, image VAE) from converted files in `folder`
-    (the counterpart of official.load_stage1). `rel`: for error messages, see converted_file."""
+    (the counterpart of official.load_stage1). `rel`: for error messages, see converted_file;
+    `dtypes`: the dtype of single components by name (`dtype` otherwise)."""
     from motion_i2v_core.loading.official import Stage1Models
 
+    dt = dict.fromkeys(STAGE1_COMPONENTS, dtype) | dict(dtypes or {})
     parts = {c: converted_file(folder, c, rel) for c in STAGE1_COMPONENTS}
     return Stage1Models(
-        unet=load_component(parts["flow_unet"], dtype=dtype, device=device, expected="flow_unet"),
-        flow_vae=load_component(parts["flow_vae"], dtype=dtype, device=device, expected="flow_vae"),
-        image_vae=load_component(parts["image_vae"], dtype=dtype, device=device, expected=("image_vae", "vae")),
+        unet=load_component(parts["flow_unet"], dtype=dt["flow_unet"], device=device, expected="flow_unet"),
+        flow_vae=load_component(parts["flow_vae"], dtype=dt["flow_vae"], device=device, expected="flow_vae"),
+        image_vae=load_component(parts["image_vae"], dtype=dt["image_vae"], device=device,
+                                 expected=("image_vae", "vae")),
     )
 
 
 def load_converted_stage2(folder: str | os.PathLike, dtype: torch.dtype = torch.float32, device="cpu",
                           unet_state_dict: Mapping[str, torch.Tensor] | None = None,
-                          vae_state_dict: Mapping[str, torch.Tensor] | None = None, *, rel: str | None = None):
+                          vae_state_dict: Mapping[str, torch.Tensor] | None = None, *, rel: str | None = None,
+                          dtypes: Mapping[str, torch.dtype] | None = None):
     """Stage2Models (render UNet, VAE) from converted files in `folder` (the counterpart of
     official.load_stage2). `unet_state_dict` (our diffusers names, e.g. from load_ldm_checkpoint)
     replaces the 2-D SD-1.5 weights of the render UNet, its motion modules kept; `vae_state_dict`
-    replaces the VAE weights. Both are checked strictly against the module's keys and shapes."""
+    replaces the VAE weights. Both are checked strictly against the module's keys and shapes.
+    `dtypes`: the dtype of "render_unet" or "vae" (`dtype` otherwise)."""
     from motion_i2v_core.loading.official import Stage2Models
 
+    dt = dict.fromkeys(STAGE2_COMPONENTS, dtype) | dict(dtypes or {})
     unet_path, vae_path = (converted_file(folder, c, rel) for c in STAGE2_COMPONENTS)
-    unet = load_component(unet_path, dtype=dtype, device=device, expected="render_unet")
-    vae = load_component(vae_path, dtype=dtype, device=device, expected=("vae", "image_vae"))
+    unet = load_component(unet_path, dtype=dt["render_unet"], device=device, expected="render_unet")
+    vae = load_component(vae_path, dtype=dt["vae"], device=device, expected=("vae", "image_vae"))
     if unet_state_dict is not None:
         replace_weights(unet, unet_state_dict, "the SD-1.5 appearance UNet", skip=".motion_modules.")
     if vae_state_dict is not None:

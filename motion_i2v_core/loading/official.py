@@ -222,11 +222,14 @@ def overlay_controlnet(unet_sd: Mapping[str, torch.Tensor], ctrl_sd: Mapping[str
 
 def load_stage1(stage1_dir: str | os.PathLike, image_vae_dir: str | os.PathLike | None = None,
                 dtype: torch.dtype = torch.float32, device="cpu",
-                unet_additional_kwargs: Mapping | None = None) -> Stage1Models:
+                unet_additional_kwargs: Mapping | None = None,
+                dtypes: Mapping[str, torch.dtype] | None = None) -> Stage1Models:
     """Flow UNet (+ControlNet), flow VAE and image VAE from `.../stage1/StableDiffusion-FlowGen`.
 
-    `image_vae_dir` defaults to `<stage1_dir>/../../stage2/StableDiffusion/vae`.
+    `image_vae_dir` defaults to `<stage1_dir>/../../stage2/StableDiffusion/vae`. `dtypes` sets
+    the dtype of single components by name ("flow_unet", "flow_vae", "image_vae"; `dtype` otherwise).
     """
+    dtypes = dtypes or {}
     from motion_i2v_core.models.unet3d import FlowUNet
 
     root = Path(stage1_dir)
@@ -276,9 +279,9 @@ def load_stage1(stage1_dir: str | os.PathLike, image_vae_dir: str | os.PathLike 
     del sd
 
     flow_vae = _load_vae_folder(root / "vae", f"{STAGE1_SUBDIR}/vae", root / "vae_flow",
-                                f"{STAGE1_SUBDIR}/vae_flow", "flow VAE", 2, dtype, device)
+                                f"{STAGE1_SUBDIR}/vae_flow", "flow VAE", 2, dtypes.get("flow_vae", dtype), device)
     image_vae = _load_vae_folder(image_vae_dir, IMAGE_VAE_SUBDIR, image_vae_dir, IMAGE_VAE_SUBDIR,
-                                 "image VAE", 3, dtype, device)
+                                 "image VAE", 3, dtypes.get("image_vae", dtype), device)
     return Stage1Models(unet=unet, flow_vae=flow_vae, image_vae=image_vae)
 
 
@@ -290,16 +293,19 @@ def load_stage2(stage2_dir: str | os.PathLike, dtype: torch.dtype = torch.float3
                 unet_state_dict: Mapping[str, torch.Tensor] | None = None,
                 vae_state_dict: Mapping[str, torch.Tensor] | None = None,
                 unet_additional_kwargs: Mapping | None = None,
-                unet_override_state_dict: Mapping[str, torch.Tensor] | None = None) -> Stage2Models:
+                unet_override_state_dict: Mapping[str, torch.Tensor] | None = None,
+                dtypes: Mapping[str, torch.dtype] | None = None) -> Stage2Models:
     """Render UNet (SD-1.5 2-D weights + Motion_Module/motion_block) and VAE from `.../stage2`.
 
     `unet_state_dict` (diffusers or LDM names, e.g. from a single-file checkpoint or ComfyUI)
     replaces the 2-D weights of StableDiffusion/unet; `vae_state_dict` replaces the VAE weights
     (this is what the official app does with its DreamBooth checkpoint). With an override, the
     corresponding StableDiffusion weight file is not needed; without a config.json the SD-1.5
-    preset is used.
+    preset is used. `dtypes` sets the dtype of "render_unet" or "vae" (`dtype` otherwise).
     """
     from motion_i2v_core.models.unet3d import RenderUNet
+
+    vae_dtype = (dtypes or {}).get("vae", dtype)
     from motion_i2v_core.loading.ldm import convert_ldm_unet_state_dict, is_ldm_state_dict
 
     if unet_override_state_dict is not None:  # name used in the team plan
@@ -361,7 +367,7 @@ def load_stage2(stage2_dir: str | os.PathLike, dtype: torch.dtype = torch.float3
         else:
             vcfg = VAEConfig.sd15(3)
         vae = load_vae_state_dict(vae_state_dict, vcfg, file="the supplied VAE", what="stage-2 VAE",
-                                  dtype=dtype, device=device)
+                                  dtype=vae_dtype, device=device)
     else:
-        vae = _load_vae_folder(vae_dir, rel_vae, vae_dir, rel_vae, "stage-2 VAE", 3, dtype, device)
+        vae = _load_vae_folder(vae_dir, rel_vae, vae_dir, rel_vae, "stage-2 VAE", 3, vae_dtype, device)
     return Stage2Models(unet=unet, vae=vae)

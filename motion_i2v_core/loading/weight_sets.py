@@ -108,11 +108,13 @@ def _walk_files(base: str, max_depth: int = 6) -> Iterator[str]:
 
 def load_weight_set(weight_set: WeightSet, stage: int, dtype: torch.dtype = torch.float32, device="cpu",
                     unet_state_dict: Mapping[str, torch.Tensor] | None = None,
-                    vae_state_dict: Mapping[str, torch.Tensor] | None = None) -> Stage1Models | Stage2Models:
+                    vae_state_dict: Mapping[str, torch.Tensor] | None = None,
+                    dtypes: Mapping[str, torch.dtype] | None = None) -> Stage1Models | Stage2Models:
     """Build one stage of a weight set, whatever its layout (see load_stage1/2, load_converted_stage1/2).
 
     `unet_state_dict` / `vae_state_dict` (stage 2 only) replace the SD-1.5 appearance weights of the
-    stage-2 UNet (its 2-D part) and VAE.
+    stage-2 UNet (its 2-D part) and VAE. `dtypes` sets the dtype of single components by name
+    (convert.COMPONENTS: "flow_unet", "flow_vae", "image_vae", "render_unet", "vae"), `dtype` the rest.
     """
     if weight_set.layout not in LAYOUTS:
         raise ValueError(f"unknown weight-set layout {weight_set.layout!r}; expected one of {LAYOUTS}")
@@ -120,12 +122,12 @@ def load_weight_set(weight_set: WeightSet, stage: int, dtype: torch.dtype = torc
         if unet_state_dict is not None or vae_state_dict is not None:
             raise ValueError("appearance weights (unet_state_dict / vae_state_dict) are for stage 2 only")
         if weight_set.layout == "official":
-            return load_stage1(weight_set.root / STAGE1_MARKER, dtype=dtype, device=device)
-        return load_converted_stage1(weight_set.root, dtype=dtype, device=device, rel=weight_set.name)
+            return load_stage1(weight_set.root / STAGE1_MARKER, dtype=dtype, device=device, dtypes=dtypes)
+        return load_converted_stage1(weight_set.root, dtype=dtype, device=device, rel=weight_set.name, dtypes=dtypes)
     if stage == 2:
         if weight_set.layout == "official":
             return load_stage2(weight_set.root / STAGE2_SUBDIR, dtype=dtype, device=device,
-                               unet_state_dict=unet_state_dict, vae_state_dict=vae_state_dict)
+                               unet_state_dict=unet_state_dict, vae_state_dict=vae_state_dict, dtypes=dtypes)
         return load_converted_stage2(weight_set.root, dtype=dtype, device=device, unet_state_dict=unet_state_dict,
-                                     vae_state_dict=vae_state_dict, rel=weight_set.name)
+                                     vae_state_dict=vae_state_dict, rel=weight_set.name, dtypes=dtypes)
     raise ValueError(f"stage must be 1 or 2, got {stage!r}")

@@ -97,9 +97,11 @@ class StepReporter:
 
 
 def vae_encode_frames(vae, frames: torch.Tensor):
-    """Encode (N, C, H, W) one frame at a time (as the official pipelines do); returns (mean, std)."""
+    """Encode (N, C, H, W) one frame at a time (as the official pipelines do), in the VAE's own
+    device and dtype (a VAE may run in another dtype than the UNets); returns (mean, std)."""
+    device, dtype = module_device_dtype(vae)
     means, stds = [], []
-    for frame in frames.split(1):
+    for frame in frames.to(device, dtype).split(1):
         posterior = vae.encode(frame)
         means.append(posterior.mean)
         stds.append(posterior.std)
@@ -107,10 +109,14 @@ def vae_encode_frames(vae, frames: torch.Tensor):
 
 
 def vae_decode_frames(vae, latents: torch.Tensor, batch: int = 1) -> torch.Tensor:
-    """Decode (N, 4, h, w) in chunks of `batch` frames; returns (N, C, H, W)."""
-    return torch.cat([vae.decode(chunk) for chunk in latents.split(max(1, batch))])
+    """Decode (N, 4, h, w) in chunks of `batch` frames, in the VAE's own device and dtype; returns (N, C, H, W)."""
+    device, dtype = module_device_dtype(vae)
+    return torch.cat([vae.decode(chunk.to(device, dtype)) for chunk in latents.split(max(1, batch))])
 
 
 def module_device_dtype(module: torch.nn.Module):
+    """Where and in which dtype a module computes: its `compute_device` / `compute_dtype` attributes
+    when the host sets them (ComfyUI may keep part of the weights on the CPU, or store them in fp8
+    and cast them on the fly), otherwise its first parameter's."""
     p = next(module.parameters())
-    return p.device, p.dtype
+    return getattr(module, "compute_device", None) or p.device, getattr(module, "compute_dtype", None) or p.dtype
