@@ -20,14 +20,14 @@ def encode_motion(model, hints: MotionHints | None, width: int, height: int, num
                   flow_unit: int = 0, seed: int = 0) -> MotionControl:
     """Rasterise the hints at the generation size and encode them with the flow VAE."""
     check_size(width, height)
-    stage1 = model.stage1_on_device()
+    flow_vae = model.flow_vae_on_device(width, height, num_frames)  # the UNets stay where they are
     sparse_flow, sparse_mask, brush_static, warnings = control_ops.sparse_flow_from_hints(
         hints, height, width, num_frames=num_frames - 1, flow_unit=flow_unit or None, return_warnings=True
     )
     for w in warnings:
         log.warning("Motion-I2V hints: %s", w)
     generator = torch.Generator().manual_seed(int(seed))
-    control = control_ops.encode_control(stage1.flow_vae, sparse_flow, sparse_mask, generator=generator)
+    control = control_ops.encode_control(flow_vae, sparse_flow, sparse_mask, generator=generator)
     return MotionControl(
         control=control.float().cpu(),
         static_mask=brush_static.reshape(height, width).float().cpu(),

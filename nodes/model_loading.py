@@ -9,23 +9,28 @@ management moves the modules to the GPU when a node needs them and offloads them
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import os
-from dataclasses import dataclass, field
-from typing import Optional
+import weakref
+from dataclasses import dataclass
 
 import torch
 
 import comfy.model_management as mm
-import comfy.model_patcher
 import folder_paths
 from comfy_api.latest import io
 
 from motion_i2v_core.loading import CheckpointError, load_ldm_checkpoint
+from motion_i2v_core.loading.convert import STAGE1_COMPONENTS
 from motion_i2v_core.loading.ldm import convert_ldm_unet_state_dict
+from motion_i2v_core.loading.official import IMAGE_VAE_SUBDIR
 from motion_i2v_core.loading.weight_sets import WeightSet, find_weight_sets, load_weight_set
 
+from .appearance import model_fingerprint, read_patched_unet
+from .motion_model import (STAGE1_PARTS, STAGE2_PARTS, WEIGHTS_HELP, MotionI2VModel, make_patcher,
+                           stage1_modules, stage2_modules)
 from .types import CATEGORY, ModelType
 
 log = logging.getLogger("motion_i2v")
@@ -39,18 +44,8 @@ APPEARANCE_HELP = (
     "to keep the official stage-2 weights."
 )
 PRECISIONS = ("auto", "fp16", "bf16", "fp32")
-WEIGHTS_HELP = (
-    "Put the official files (huggingface.co/wangfuyun/Motion-I2V) in ComfyUI/models/motion_i2v/ as\n"
-    "  stage1/StableDiffusion-FlowGen/unet/{config.json, diffusion_pytorch_model.bin}\n"
-    "  stage1/StableDiffusion-FlowGen/controlnet/controlnet.bin\n"
-    "  stage1/StableDiffusion-FlowGen/vae/config.json and vae_flow/diffusion_pytorch_model.bin\n"
-    "  stage2/StableDiffusion/{unet,vae}/{config.json, diffusion_pytorch_model.bin}\n"
-    "  stage2/Motion_Module/motion_block.bin\n"
-    "(or all of it inside one subfolder, e.g. models/motion_i2v/Motion-I2V/stage1/...), "
-    "or converted files <name>/flow_unet.safetensors ... from `python -m motion_i2v_core convert`."
-)
-
-
+PRECISION_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+VAE_PARTS = ("flow_vae", "image_vae", "vae")
 def register_model_folder() -> None:
     """Register models/motion_i2v with the weight-file extensions, keeping paths from extra_model_paths.yaml."""
     default = os.path.join(folder_paths.models_dir, FOLDER)
@@ -73,56 +68,10 @@ def weight_sets() -> dict[str, WeightSet]:
 
 
 # ------------------------------------------------------------------------------------------------
-# the model handle passed between nodes
+# precision
 
 
-@dataclass
-class MotionI2VModel:
-    """Both stages (each optional) plus the ModelPatchers that ComfyUI loads and offloads."""
-
-    name: str
-    dtype: torch.dtype
-    stage1: Optional[object] = None  # Stage1Models
-    stage2: Optional[object] = None  # Stage2Models
-    patchers1: list = field(default_factory=list)
-    patchers2: list = field(default_factory=list)
-    source: str = ""
-
-    def _require(self, stage: int):
-        models = self.stage1 if stage == 1 else self.stage2
-        if models is None:
-            what = "flow prediction (stage 1)" if stage == 1 else "video rendering (stage 2)"
-            raise ValueError(f"The weights '{self.name}' have no {what} files.\n{WEIGHTS_HELP}")
-        return models
-
-    def stage1_on_device(self):
-        """Stage-1 modules (flow UNet + ControlNet, flow VAE, image VAE), loaded to the compute device."""
-        models = self._require(1)
-        mm.load_models_gpu(self.patchers1, force_full_load=True)
-        return models
-
-    def stage2_on_device(self):
-        models = self._require(2)
-        mm.load_models_gpu(self.patchers2, force_full_load=True)
-        return models
-
-
-def _patcher(module: torch.nn.Module):
-    # force_full_load is used with these: plain torch modules cannot run partially offloaded.
-    return comfy.model_patcher.ModelPatcher(module, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
-
-
-def resolve_dtype(precision: str) -> torch.dtype:
-    """The weight dtype for a precision choice; auto = fp32 on the CPU, fp16/bf16 where the GPU supports it."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    device = mm.get_torch_device()
-    if precision != "auto":
-        if device.type == "cpu" and precision in ("fp16", "bf16"):
-            # It runs, but the CPU has no fast half-precision kernels: about 3x slower than fp32.
-            log.warning("Motion-I2V: %s on the CPU is several times slower than fp32; choose precision "
-                        "'auto' or 'fp32' unless you are checking half-precision results", precision)
-        return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[precision]
+def _half_compute_dtype(device) -> torch.dtype:
     if device.type == "cpu":
         return torch.float32
     if mm.should_use_fp16(device):
@@ -132,23 +81,144 @@ def resolve_dtype(precision: str) -> torch.dtype:
     return torch.float32
 
 
-# Loads are cached: re-running a workflow (or changing only the seed) must not rebuild 2 GB of modules.
-# Only the latest set is kept, so switching sets does not pile up models in memory.
-_CACHE: dict[str, tuple[tuple, MotionI2VModel]] = {}
+def resolve_dtype(precision: str) -> torch.dtype:
+    """The UNet weight dtype for a precision choice; auto = fp32 on the CPU, fp16/bf16 where the GPU supports it."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    device = mm.get_torch_device()
+    if precision == "auto":
+        return _half_compute_dtype(device)
+    if device.type == "cpu" and precision in ("fp16", "bf16"):
+        # It runs, but the CPU has no fast half-precision kernels: about 3x slower than fp32.
+        log.warning("Motion-I2V: %s on the CPU is several times slower than fp32; choose precision "
+                    "'auto' or 'fp32' unless you are checking half-precision results", precision)
+    return PRECISION_DTYPES[precision]
 
 
-def appearance_from_comfy_model(model) -> tuple[dict, str]:
-    """The SD-1.5 UNet of a ComfyUI MODEL, LoRAs and other weight patches applied, in our names."""
-    mm.load_models_gpu([model], force_full_load=True)  # applies the weight patches (LoRAs) in place
-    diffusion_model = model.model.diffusion_model
-    sd = {k: v.detach().to("cpu", copy=True) for k, v in diffusion_model.state_dict().items()}
-    converted = convert_ldm_unet_state_dict(sd, prefix="", file="the connected MODEL")
-    return converted, _model_identity(model)
+def component_dtypes(precision: str) -> dict[str, torch.dtype]:
+    """The VAEs' dtypes. Image VAE: ComfyUI's own VAE choice (bf16 where supported, else fp32; fp16 only
+    with --fp16-vae), fp32 with precision fp32: fp16 overflows in the SD-1.5 VAE decoder. Flow VAE:
+    fp32, since bf16 would round a 512-pixel displacement to about 2 pixels."""
+    image = torch.float32 if precision == "fp32" else mm.vae_dtype(mm.vae_device(), [torch.bfloat16, torch.float32])
+    return {"flow_vae": torch.float32, "image_vae": image, "vae": image}
 
 
-def _model_identity(model) -> str:
-    patches = getattr(model, "patches", {}) or {}
-    return f"comfy-model:{id(model.model)}:{getattr(model, 'patches_uuid', '')}:{len(patches)}"
+# ------------------------------------------------------------------------------------------------
+# loading, cached
+
+# Loads are cached: re-running a workflow (or changing only the seed) must not rebuild 2 GB of modules,
+# and a new appearance (another LoRA strength) rebuilds stage 2 only. One weight set is kept at a
+# time, so switching sets frees the old modules before the new ones are built.
+_CACHE: dict[str, "_CachedSet"] = {}
+# What the loader did, for the model-management tests: builds per stage and appearance MODEL reads.
+STATS = {"stage1_builds": 0, "stage2_builds": 0, "appearance_reads": 0, "shared_image_vae": 0}
+_BUILT: "weakref.WeakKeyDictionary[torch.nn.Module, str]" = weakref.WeakKeyDictionary()
+
+
+@dataclass
+class _CachedSet:
+    key1: tuple
+    key2: tuple
+    handle: MotionI2VModel
+
+
+def alive_weight_sets() -> list[str]:
+    """Names of the weight sets whose modules are still in memory (after a garbage collection)."""
+    gc.collect()
+    return sorted(set(_BUILT.values()))
+
+
+def _stage_files(ws: WeightSet) -> tuple[tuple, tuple]:
+    """The fingerprint items of the files each stage loads (stage 1 also reads the image VAE)."""
+    items = ws.fingerprint()
+    if ws.layout == "converted":
+        names1 = tuple(f"{c}.safetensors" for c in STAGE1_COMPONENTS)
+        return (tuple(i for i in items if os.path.basename(i[0]) in names1),
+                tuple(i for i in items if os.path.basename(i[0]) not in names1))
+    stage2 = str(ws.root / "stage2")
+    image_vae = str(ws.root / IMAGE_VAE_SUBDIR)
+    return (tuple(i for i in items if not i[0].startswith(stage2) or i[0].startswith(image_vae)),
+            tuple(i for i in items if i[0].startswith(stage2)))
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(
+        sa[k].shape == sb[k].shape and sa[k].dtype == sb[k].dtype and torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def _place(modules: dict, compute_dtype: torch.dtype) -> None:
+    """Tell the core where each module computes (ComfyUI may keep part of its weights elsewhere) and,
+    for the UNets, in which dtype (fp8 weights compute in fp16/bf16). VAEs compute in their own dtype."""
+    for part, module in modules.items():
+        vae = part in VAE_PARTS
+        module.compute_device = mm.vae_device() if vae else mm.get_torch_device()
+        if not vae:
+            module.compute_dtype = compute_dtype
+
+
+def _appearance(appearance_model, appearance_checkpoint: str):
+    """(description, cache key, reader) of the stage-2 appearance source; reader() -> (unet_sd, vae_sd)."""
+    if appearance_model is not None:
+        def read():
+            STATS["appearance_reads"] += 1
+            sd = read_patched_unet(appearance_model)
+            return convert_ldm_unet_state_dict(sd, prefix="", file="the connected MODEL"), None
+        return ("The MODEL connected to appearance_model",
+                ("model", weakref.ref(appearance_model.model), model_fingerprint(appearance_model)), read)
+    if appearance_checkpoint and appearance_checkpoint != NO_CHECKPOINT:
+        what = f"The appearance_checkpoint '{appearance_checkpoint}'"
+        try:
+            path = folder_paths.get_full_path_or_raise("checkpoints", appearance_checkpoint)
+            st = os.stat(path)
+        except (FileNotFoundError, OSError) as e:
+            raise CheckpointError(f"{what} cannot be used: {e}\n{APPEARANCE_HELP}") from None
+
+        def read():
+            unet_sd, vae_sd = load_ldm_checkpoint(path)
+            if unet_sd is None:
+                raise CheckpointError(f"{path} holds a VAE but no UNet (model.diffusion_model.*)")
+            return unet_sd, vae_sd
+        return what, ("checkpoint", path, st.st_size, st.st_mtime_ns), read
+    return "", ("official",), None
+
+
+def _same_key(a: tuple, b: tuple) -> bool:
+    """Cache keys compare equal, a weak reference to the MODEL's base model by identity."""
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if isinstance(x, weakref.ref) or isinstance(y, weakref.ref):
+            if not (isinstance(x, weakref.ref) and isinstance(y, weakref.ref)) or x() is None or x() is not y():
+                return False
+        elif isinstance(x, tuple) and isinstance(y, tuple):
+            if not _same_key(x, y):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+def _build_stage2(ws: WeightSet, weights: str, dtype, dtypes, what: str, read, stage1):
+    unet_sd = vae_sd = None
+    try:
+        if read is not None:
+            unet_sd, vae_sd = read()
+    except (CheckpointError, FileNotFoundError) as e:
+        raise CheckpointError(f"{what} cannot be used: {e}\n{APPEARANCE_HELP}") from None
+    try:
+        stage2 = load_weight_set(ws, 2, dtype, unet_state_dict=unet_sd, vae_state_dict=vae_sd, dtypes=dtypes)
+    except CheckpointError as e:
+        if not what:
+            raise
+        # Says "with", not "because of": the failing file may also be one of the set's own.
+        raise CheckpointError(f"Stage 2 of '{weights}' cannot be built with {what[0].lower()}{what[1:]}: "
+                              f"{e}\n{APPEARANCE_HELP}") from None
+    STATS["stage2_builds"] += 1
+    if stage1 is not None and _same_weights(stage2.vae, stage1.image_vae):
+        stage2.vae = stage1.image_vae  # one image VAE (and one patcher) for both stages
+        STATS["shared_image_vae"] += 1
+    return stage2
 
 
 def load_motion_i2v(weights: str, precision: str, appearance_model=None, appearance_checkpoint: str = NO_CHECKPOINT):
@@ -159,49 +229,52 @@ def load_motion_i2v(weights: str, precision: str, appearance_model=None, appeara
         available = ", ".join(sets) or "none"
         raise ValueError(f"No Motion-I2V weights named '{weights}' in {folders} (found: {available}).\n{WEIGHTS_HELP}")
     dtype = resolve_dtype(precision)
+    dtypes = component_dtypes(precision)
+    what, appearance_key, read = _appearance(appearance_model, appearance_checkpoint)
+    files1, files2 = _stage_files(ws)
+    base = (weights, str(ws.root), ws.layout, str(dtype), tuple(sorted((k, str(v)) for k, v in dtypes.items())))
+    key1, key2 = (base, files1), (base, files2, appearance_key)
 
-    unet_sd = vae_sd = None
-    appearance_key = appearance = ""
-    try:
-        if appearance_model is not None:
-            appearance = "The MODEL connected to appearance_model"
-            unet_sd, appearance_key = appearance_from_comfy_model(appearance_model)
-        elif appearance_checkpoint and appearance_checkpoint != NO_CHECKPOINT:
-            appearance = f"The appearance_checkpoint '{appearance_checkpoint}'"
-            path = folder_paths.get_full_path_or_raise("checkpoints", appearance_checkpoint)
-            unet_sd, vae_sd = load_ldm_checkpoint(path)
-            if unet_sd is None:
-                raise CheckpointError(f"{path} holds a VAE but no UNet (model.diffusion_model.*)")
-            st = os.stat(path)
-            appearance_key = f"{path}:{st.st_size}:{st.st_mtime_ns}"
-    except (CheckpointError, FileNotFoundError) as e:
-        raise CheckpointError(f"{appearance} cannot be used: {e}\n{APPEARANCE_HELP}") from None
-
-    key = (str(ws.root), ws.layout, ws.fingerprint(), str(dtype), appearance_key)
     cached = _CACHE.get(weights)
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    # One set at a time: switching sets frees the old modules (and their patchers) before building.
-    _CACHE.clear()
+    if cached is not None and cached.key1 == key1 and _same_key(cached.key2, key2):
+        return cached.handle
+    if cached is None or cached.key1[0] != base:
+        # One set at a time: switching sets (or precisions) frees the old modules before building.
+        _CACHE.clear()
+        cached = None
 
     handle = MotionI2VModel(name=weights, dtype=dtype, source=f"{ws.layout} weights at {ws.root}")
     if ws.has_stage1:
-        handle.stage1 = load_weight_set(ws, 1, dtype)
-        handle.patchers1 = [_patcher(m) for m in (handle.stage1.unet, handle.stage1.flow_vae, handle.stage1.image_vae)]
+        if cached is not None and cached.key1 == key1:
+            handle.stage1 = cached.handle.stage1
+            handle.patchers.update({p: cached.handle.patchers[p] for p in STAGE1_PARTS})
+        else:
+            handle.stage1 = load_weight_set(ws, 1, dtype, dtypes=dtypes)
+            STATS["stage1_builds"] += 1
+            modules = stage1_modules(handle.stage1)
+            _place(modules, dtype)
+            handle.patchers.update({p: make_patcher(m, p in VAE_PARTS) for p, m in modules.items()})
     if ws.has_stage2:
-        try:
-            handle.stage2 = load_weight_set(ws, 2, dtype, unet_state_dict=unet_sd, vae_state_dict=vae_sd)
-        except CheckpointError as e:
-            if not appearance:
-                raise
-            # Says "with", not "because of": the failing file may also be one of the set's own.
-            raise CheckpointError(f"Stage 2 of '{weights}' cannot be built with {appearance[0].lower()}{appearance[1:]}: "
-                                  f"{e}\n{APPEARANCE_HELP}") from None
-        handle.patchers2 = [_patcher(m) for m in (handle.stage2.unet, handle.stage2.vae)]
-    elif unet_sd is not None:
+        if cached is not None and _same_key(cached.key2, key2):
+            handle.stage2 = cached.handle.stage2
+            handle.patchers.update({p: cached.handle.patchers[p] for p in STAGE2_PARTS})
+        else:
+            if cached is not None:
+                cached.handle = MotionI2VModel(name=weights, dtype=dtype)  # let the old stage 2 go first
+            handle.stage2 = _build_stage2(ws, weights, dtype, dtypes, what, read, handle.stage1)
+            modules = stage2_modules(handle.stage2)
+            _place(modules, dtype)
+            handle.patchers["render_unet"] = make_patcher(handle.stage2.unet, vae=False)
+            shared = handle.stage1 is not None and handle.stage2.vae is handle.stage1.image_vae
+            handle.patchers["vae"] = handle.patchers["image_vae"] if shared else make_patcher(handle.stage2.vae, vae=True)
+    elif read is not None:
         log.warning("Motion-I2V: '%s' has no stage-2 files, so the appearance model is not used", weights)
-    _CACHE[weights] = (key, handle)
+    for module in [*(stage1_modules(handle.stage1).values() if handle.stage1 else ()),
+                   *(stage2_modules(handle.stage2).values() if handle.stage2 else ())]:
+        _BUILT[module] = weights
+    _CACHE[weights] = _CachedSet(key1, key2, handle)
     return handle
+
 
 
 class LoadMotionI2V(io.ComfyNode):

@@ -89,7 +89,7 @@ class PredictFlow(io.ComfyNode):
         cond = conditioning_to_text(positive, "positive")
         uncond = conditioning_to_text(negative, "negative")
         control = matching_control(control, model, width, height, num_frames)
-        stage1 = model.stage1_on_device()
+        stage1 = model.stage1_on_device(width, height, num_frames, cfg, encode_control=control is None)
         progress = StepProgress(steps)
         prediction = predict_flow(
             stage1, reference, cond, uncond,

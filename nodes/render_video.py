@@ -45,7 +45,7 @@ class RenderVideo(io.ComfyNode):
         reference, _ = fit_image(image_to_core(image), flow.height, flow.width)
         cond = conditioning_to_text(positive, "positive")
         uncond = conditioning_to_text(negative, "negative")
-        stage2 = model.stage2_on_device()
+        stage2 = model.stage2_on_device(flow.width, flow.height, flow.num_frames, cfg)
         progress = StepProgress(steps)
         result = render_video(
             stage2, reference, cond, uncond, flow.flow, flow.static_mask,

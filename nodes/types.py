@@ -18,7 +18,7 @@ CATEGORY = "Motion-I2V"
 log = logging.getLogger("motion_i2v")
 
 # Custom socket types. The values are plain Python objects passed by reference between nodes.
-ModelType = io.Custom("MI2V_MODEL")      # nodes.model_loading.MotionI2VModel
+ModelType = io.Custom("MI2V_MODEL")      # nodes.motion_model.MotionI2VModel
 MotionType = io.Custom("MI2V_MOTION")    # motion_i2v_core.motion.hints.MotionHints
 ControlType = io.Custom("MI2V_CONTROL")  # MotionControl
 FlowType = io.Custom("MI2V_FLOW")        # FlowField
