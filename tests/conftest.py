@@ -8,28 +8,13 @@ missing backend is an error.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from harness.comfy_server import PACK_NAME, REPO_DIR, ComfyServer, default_comfyui_dir
+from harness.comfy_server import PACK_NAME, REPO_DIR, ComfyServer, in_ci, require_comfyui  # noqa: F401
 
 TESTING_PACK = Path(__file__).parent / "comfy" / "testing_pack"
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def require_comfyui() -> Path:
-    comfy_dir = default_comfyui_dir()
-    if not (comfy_dir / "main.py").is_file():
-        message = f"no ComfyUI backend at {comfy_dir}; run scripts/setup_env.sh (or set MI2V_COMFYUI_DIR)"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
-    return comfy_dir
 
 
 @pytest.fixture(autouse=True, scope="session")

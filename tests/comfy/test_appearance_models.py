@@ -114,8 +114,9 @@ def test_connected_model_renders_like_the_official_files(tiny_server, tiny_check
     assert torch.equal(frames, official_render)
 
 
-def test_lora_on_the_connected_model_changes_the_frames(tiny_server, tiny_checkpoint, official_render):
-    # A kohya-format LoRA on every attention projection, loaded by ComfyUI's LoraLoaderModelOnly.
+@pytest.fixture(scope="module")
+def tiny_lora(tiny_server, tiny_checkpoint) -> str:
+    """A kohya-format LoRA on every attention projection, in models/loras; its file name."""
     g = torch.Generator().manual_seed(0)
     lora = {}
     for key, weight in tiny_checkpoint.items():
@@ -127,6 +128,11 @@ def test_lora_on_the_connected_model_changes_the_frames(tiny_server, tiny_checkp
     assert len(lora) == 16 * 8 * 3  # 16 transformers x (attn1, attn2) x (q, k, v, out) x (up, down, alpha)
     (tiny_server.models_dir / "loras").mkdir(exist_ok=True)
     save_file(lora, str(tiny_server.models_dir / "loras" / LORA))
+    return LORA
+
+
+def test_lora_on_the_connected_model_changes_the_frames(tiny_server, tiny_lora, official_render):
+    # Loaded by ComfyUI's LoraLoaderModelOnly; test_model_management checks the patched weights.
     patched = render(tiny_server, render_prompt("from_model_lora", model=CHECKPOINT, lora_strength=1.0))
     assert (patched - official_render).abs().max() > 1e-3
     assert "lora key not loaded" not in tiny_server.log_text()  # every LoRA key found its UNet weight

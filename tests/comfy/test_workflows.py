@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
@@ -90,22 +89,19 @@ def test_progress_once_per_step(tiny_server, object_info):
 
 
 def test_interrupt_stops_within_a_step(tiny_server, object_info):
-    steps = 40
+    # The interrupt is raised from inside the progress callback of step 2 (the testing pack's
+    # MI2VTestInterruptAfterSteps, calling what POST /interrupt calls), so no race decides the outcome.
+    steps, at = 40, 2
     prompt = tiny_prompt(workflow("motion_i2v_text_only"), object_info, seed=31, steps=steps)
     predict = node_of(prompt, "MotionI2VPredictFlow")
-    client = tiny_server.client()
-    sent = threading.Event()
-
-    def interrupt_on_first_step(result, event):
-        if event["type"] == "progress" and str(event["data"]["node"]) == predict and not sent.is_set():
-            sent.set()
-            client.interrupt()
-
-    result = client.run(prompt, timeout=300, on_event=interrupt_on_first_step)
+    prompt["900"] = {"class_type": "MI2VTestInterruptAfterSteps",
+                     "inputs": {"image": prompt[predict]["inputs"]["image"], "steps": at}}
+    prompt[predict]["inputs"]["image"] = ["900", 0]
+    result = tiny_server.client().run(prompt, timeout=300)
     assert result.status == "interrupted", result.describe()
-    steps_done = len(result.progress_for(predict))
-    assert 1 <= steps_done <= 3, f"{steps_done} of {steps} steps ran after the interrupt"
+    assert result.progress_for(predict) == [(1, steps), (2, steps)]  # stops before step 3
     assert not result.did_run(node_of(prompt, "MotionI2VRenderVideo"))
+    _assert_still_serving(tiny_server, object_info)
 
 
 def _assert_still_serving(server, object_info):

@@ -53,6 +53,23 @@ def default_comfyui_dir() -> Path:
     return cache / "ComfyUI"
 
 
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_comfyui() -> Path:
+    """The ComfyUI folder; without one the calling test is skipped, except in CI, where it fails."""
+    import pytest
+
+    comfy_dir = default_comfyui_dir()
+    if not (comfy_dir / "main.py").is_file():
+        message = f"no ComfyUI backend at {comfy_dir}; run scripts/setup_env.sh (or set MI2V_COMFYUI_DIR)"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    return comfy_dir
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

@@ -11,12 +11,55 @@
   get_model -> load_model_weights -> ModelPatcher.
 - `MI2VTestSaveTensor`: writes an IMAGE batch losslessly to output/mi2v_tensors/<name>.safetensors,
   so tests can compare renders number for number (PNG would round to 8 bits).
+- `MI2VTestInterruptAfterSteps`: passes an IMAGE through and arms an interrupt that fires from inside
+  the progress callback of the given sampling step (as POST /interrupt does, but at a known step),
+  so interrupt tests do not race the sampler.
+- `MI2VTestInspect`: after the node it is linked to, writes output/mi2v_tensors/<name>.json with the
+  `load_models_gpu` calls since the last inspection (which parts, memory_required, force_full_load),
+  the loader's build counters and the weight sets alive in memory, and <name>.weights.safetensors with the
+  requested weights of the Motion-I2V model handle.
 """
 
+import gc
+import json
 import os
+import sys
 
 import torch
 from comfy_api.latest import ComfyExtension, io
+
+import comfy.model_management
+import comfy.utils
+
+MOTION_MODEL = io.Custom("MI2V_MODEL")
+_LOADS = []  # one entry per load_models_gpu call: ids of the patchers, memory_required, force_full_load
+_INTERRUPT_AT = {"step": None}
+
+
+def _recording(load_models_gpu):
+    def load(models, memory_required=0, force_patch_weights=False, minimum_memory_required=None,
+             force_full_load=False):
+        _LOADS.append({"ids": [id(m) for m in models],
+                       "classes": [type(getattr(m, "model", m)).__name__ for m in models],
+                       "memory_required": memory_required, "force_full_load": force_full_load})
+        return load_models_gpu(models, memory_required=memory_required, force_patch_weights=force_patch_weights,
+                               minimum_memory_required=minimum_memory_required, force_full_load=force_full_load)
+    return load
+
+
+def _interrupting(update_absolute):
+    def update(self, value, total=None, preview=None):
+        update_absolute(self, value, total, preview)
+        step = _INTERRUPT_AT["step"]
+        if step is not None and value >= step:
+            _INTERRUPT_AT["step"] = None
+            import nodes  # ComfyUI's nodes.py: what the /interrupt route calls
+            nodes.interrupt_processing(True)
+    return update
+
+
+comfy.model_management.load_models_gpu = _recording(comfy.model_management.load_models_gpu)
+comfy.utils.ProgressBar.update_absolute = _interrupting(comfy.utils.ProgressBar.update_absolute)
 
 
 class TestConditioning(io.ComfyNode):
@@ -97,9 +140,76 @@ class TestSaveTensor(io.ComfyNode):
         return io.NodeOutput(ui={"mi2v_tensors": [{"filename": os.path.basename(path), "subfolder": "mi2v_tensors"}]})
 
 
+class TestInterruptAfterSteps(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="MI2VTestInterruptAfterSteps",
+            display_name="Test Interrupt After Steps",
+            category="testing",
+            inputs=[io.Image.Input("image"), io.Int.Input("steps", default=1, min=1, max=1000)],
+            outputs=[io.Image.Output()],
+        )
+
+    @classmethod
+    def fingerprint_inputs(cls, **kwargs):
+        return float("nan")  # arm on every run
+
+    @classmethod
+    def execute(cls, image, steps):
+        _INTERRUPT_AT["step"] = steps
+        return io.NodeOutput(image)
+
+
+class TestInspect(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="MI2VTestInspect",
+            display_name="Test Inspect Motion-I2V",
+            category="testing",
+            inputs=[MOTION_MODEL.Input("model"), io.AnyType.Input("after"), io.String.Input("name"),
+                    io.String.Input("weights", default="", tooltip="stage2.unet:<key>,stage1.flow_vae:<key>,...")],
+            outputs=[],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def fingerprint_inputs(cls, **kwargs):
+        return float("nan")
+
+    @classmethod
+    def execute(cls, model, after, name, weights=""):
+        import folder_paths
+        from safetensors.torch import save_file
+
+        loader = sys.modules[type(model).__module__.rsplit(".", 1)[0] + ".model_loading"]
+        parts = {id(p): part for part, p in model.patchers.items()}
+        loads = [{"parts": [parts.get(i, cls_name) for i, cls_name in zip(e["ids"], e["classes"])],
+                  "memory_required": e["memory_required"], "force_full_load": e["force_full_load"]}
+                 for e in _LOADS]
+        _LOADS.clear()
+        gc.collect()
+        report = {"loads": loads, "stats": dict(loader.STATS), "alive": loader.alive_weight_sets(),
+                  "shared_vae": model.patchers.get("vae") is model.patchers.get("image_vae"),
+                  "dtypes": {part: str(next(p.model.parameters()).dtype) for part, p in model.patchers.items()}}
+        folder = os.path.join(folder_paths.get_output_directory(), "mi2v_tensors")
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, f"{name}.json"), "w") as f:
+            json.dump(report, f)
+        tensors = {}
+        for item in filter(None, (w.strip() for w in weights.split(","))):
+            where, key = item.split(":", 1)
+            stage, part = where.split(".")
+            tensors[item] = getattr(getattr(model, stage), part).state_dict()[key].detach().float().cpu().contiguous()
+        if tensors:
+            save_file(tensors, os.path.join(folder, f"{name}.weights.safetensors"))
+        return io.NodeOutput()
+
+
 class TestingPack(ComfyExtension):
     async def get_node_list(self):
-        return [TestConditioning, TestTinySD15Model, TestSaveTensor]
+        return [TestConditioning, TestTinySD15Model, TestSaveTensor, TestInterruptAfterSteps, TestInspect]
 
 
 async def comfy_entrypoint():
