@@ -29,6 +29,7 @@ from motion_i2v_core.loading.official import IMAGE_VAE_SUBDIR
 from motion_i2v_core.loading.weight_sets import WeightSet, find_weight_sets, load_weight_set
 
 from .appearance import model_fingerprint, read_patched_unet
+from .comfy_layers import comfy_layers
 from .motion_model import (STAGE1_PARTS, STAGE2_PARTS, WEIGHTS_HELP, MotionI2VModel, make_patcher,
                            stage1_modules, stage2_modules)
 from .types import CATEGORY, ModelType
@@ -43,8 +44,9 @@ APPEARANCE_HELP = (
     f"SD-1.5 checkpoint, or disconnect appearance_model and set appearance_checkpoint to {NO_CHECKPOINT} "
     "to keep the official stage-2 weights."
 )
-PRECISIONS = ("auto", "fp16", "bf16", "fp32")
-PRECISION_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+PRECISIONS = ("auto", "fp16", "bf16", "fp32", "fp8_e4m3fn")
+PRECISION_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32,
+                    "fp8_e4m3fn": torch.float8_e4m3fn}
 VAE_PARTS = ("flow_vae", "image_vae", "vae")
 def register_model_folder() -> None:
     """Register models/motion_i2v with the weight-file extensions, keeping paths from extra_model_paths.yaml."""
@@ -93,6 +95,12 @@ def resolve_dtype(precision: str) -> torch.dtype:
         log.warning("Motion-I2V: %s on the CPU is several times slower than fp32; choose precision "
                     "'auto' or 'fp32' unless you are checking half-precision results", precision)
     return PRECISION_DTYPES[precision]
+
+
+def resolve_compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The UNets' compute dtype for their weight dtype: the same, except fp8 weights, which compute in
+    fp16 or bf16 (whichever the GPU supports; fp32 on the CPU)."""
+    return _half_compute_dtype(mm.get_torch_device()) if dtype == torch.float8_e4m3fn else dtype
 
 
 def component_dtypes(precision: str) -> dict[str, torch.dtype]:
@@ -147,14 +155,10 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
         sa[k].shape == sb[k].shape and sa[k].dtype == sb[k].dtype and torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def _place(modules: dict, compute_dtype: torch.dtype) -> None:
-    """Tell the core where each module computes (ComfyUI may keep part of its weights elsewhere) and,
-    for the UNets, in which dtype (fp8 weights compute in fp16/bf16). VAEs compute in their own dtype."""
+def _place(modules: dict) -> None:
+    """Tell the core where each module computes: ComfyUI may keep part of its weights on the CPU."""
     for part, module in modules.items():
-        vae = part in VAE_PARTS
-        module.compute_device = mm.vae_device() if vae else mm.get_torch_device()
-        if not vae:
-            module.compute_dtype = compute_dtype
+        module.compute_device = mm.vae_device() if part in VAE_PARTS else mm.get_torch_device()
 
 
 def _appearance(appearance_model, appearance_checkpoint: str):
@@ -199,7 +203,7 @@ def _same_key(a: tuple, b: tuple) -> bool:
     return True
 
 
-def _build_stage2(ws: WeightSet, weights: str, dtype, dtypes, what: str, read, stage1):
+def _build_stage2(ws: WeightSet, weights: str, dtype, dtypes, layers, what: str, read, stage1):
     unet_sd = vae_sd = None
     try:
         if read is not None:
@@ -207,7 +211,8 @@ def _build_stage2(ws: WeightSet, weights: str, dtype, dtypes, what: str, read, s
     except (CheckpointError, FileNotFoundError) as e:
         raise CheckpointError(f"{what} cannot be used: {e}\n{APPEARANCE_HELP}") from None
     try:
-        stage2 = load_weight_set(ws, 2, dtype, unet_state_dict=unet_sd, vae_state_dict=vae_sd, dtypes=dtypes)
+        stage2 = load_weight_set(ws, 2, dtype, unet_state_dict=unet_sd, vae_state_dict=vae_sd, dtypes=dtypes,
+                                 layers=layers)
     except CheckpointError as e:
         if not what:
             raise
@@ -230,6 +235,7 @@ def load_motion_i2v(weights: str, precision: str, appearance_model=None, appeara
         raise ValueError(f"No Motion-I2V weights named '{weights}' in {folders} (found: {available}).\n{WEIGHTS_HELP}")
     dtype = resolve_dtype(precision)
     dtypes = component_dtypes(precision)
+    layers = comfy_layers(dtype, resolve_compute_dtype(dtype))
     what, appearance_key, read = _appearance(appearance_model, appearance_checkpoint)
     files1, files2 = _stage_files(ws)
     base = (weights, str(ws.root), ws.layout, str(dtype), tuple(sorted((k, str(v)) for k, v in dtypes.items())))
@@ -249,10 +255,10 @@ def load_motion_i2v(weights: str, precision: str, appearance_model=None, appeara
             handle.stage1 = cached.handle.stage1
             handle.patchers.update({p: cached.handle.patchers[p] for p in STAGE1_PARTS})
         else:
-            handle.stage1 = load_weight_set(ws, 1, dtype, dtypes=dtypes)
+            handle.stage1 = load_weight_set(ws, 1, dtype, dtypes=dtypes, layers=layers)
             STATS["stage1_builds"] += 1
             modules = stage1_modules(handle.stage1)
-            _place(modules, dtype)
+            _place(modules)
             handle.patchers.update({p: make_patcher(m, p in VAE_PARTS) for p, m in modules.items()})
     if ws.has_stage2:
         if cached is not None and _same_key(cached.key2, key2):
@@ -261,9 +267,9 @@ def load_motion_i2v(weights: str, precision: str, appearance_model=None, appeara
         else:
             if cached is not None:
                 cached.handle = MotionI2VModel(name=weights, dtype=dtype)  # let the old stage 2 go first
-            handle.stage2 = _build_stage2(ws, weights, dtype, dtypes, what, read, handle.stage1)
+            handle.stage2 = _build_stage2(ws, weights, dtype, dtypes, layers, what, read, handle.stage1)
             modules = stage2_modules(handle.stage2)
-            _place(modules, dtype)
+            _place(modules)
             handle.patchers["render_unet"] = make_patcher(handle.stage2.unet, vae=False)
             shared = handle.stage1 is not None and handle.stage2.vae is handle.stage1.image_vae
             handle.patchers["vae"] = handle.patchers["image_vae"] if shared else make_patcher(handle.stage2.vae, vae=True)
@@ -298,7 +304,9 @@ class LoadMotionI2V(io.ComfyNode):
                 ),
                 io.Combo.Input(
                     "precision", options=list(PRECISIONS), default="auto",
-                    tooltip="auto: fp16 (or bf16) on a GPU that supports it, fp32 on the CPU.",
+                    tooltip="Weights of the UNets. auto: fp16 (or bf16) on a GPU that supports it, fp32 on the CPU. "
+                            "fp8_e4m3fn: weights stored in 8 bits (half the memory of fp16), computed in fp16/bf16. "
+                            "The VAEs use ComfyUI's VAE precision (bf16 or fp32; the flow VAE fp32).",
                 ),
                 io.Model.Input(
                     "appearance_model", optional=True,

@@ -161,22 +161,22 @@ def _config_from_meta(meta: Mapping[str, str], path) -> Any:
         raise CheckpointError(f"{path}: invalid embedded config: {e}") from None
 
 
-def _builder(component: str, cfg: Any):
+def _builder(component: str, cfg: Any, layers):
     from motion_i2v_core.models.unet3d import FlowUNet, RenderUNet
 
     if component == "flow_unet":
-        return lambda dtype, device: FlowUNet(cfg, with_controlnet=True, dtype=dtype, device=device)
+        return lambda dtype, device: FlowUNet(cfg, with_controlnet=True, dtype=dtype, device=device, **layers.unet())
     if component == "render_unet":
-        return lambda dtype, device: RenderUNet(cfg, dtype=dtype, device=device)
-    return lambda dtype, device: AutoencoderKL(cfg, dtype=dtype, device=device)
+        return lambda dtype, device: RenderUNet(cfg, dtype=dtype, device=device, **layers.unet())
+    return lambda dtype, device: AutoencoderKL(cfg, dtype=dtype, device=device, **layers.vae())
 
 
 def load_component(path: str | os.PathLike, dtype: torch.dtype | None = torch.float32, device="cpu",
-                   expected: str | tuple[str, ...] | None = None) -> nn.Module:
+                   expected: str | tuple[str, ...] | None = None, layers=None) -> nn.Module:
     """Rebuild a module from a file written by `save_component` (config from its metadata) and
     strict-load it. `expected`: component name(s) the caller accepts. `dtype=None` keeps the
-    file's dtype."""
-    from motion_i2v_core.loading.official import build_and_load
+    file's dtype. `layers`: official.LayerOptions (layer namespace, UNet compute dtype)."""
+    from motion_i2v_core.loading.official import PLAIN_LAYERS, build_and_load
 
     sd, meta = read_state_dict(path, return_metadata=True)
     component = meta.get(META_PREFIX + "component")
@@ -195,7 +195,7 @@ def load_component(path: str | os.PathLike, dtype: torch.dtype | None = torch.fl
     cfg = _config_from_meta(meta, path)
     if dtype is None:
         dtype = _DTYPES.get(meta.get(META_PREFIX + "dtype", "float32"), torch.float32)
-    return build_and_load(_builder(component, cfg), sd, file=str(path), expected_what=f"{component} "
+    return build_and_load(_builder(component, cfg, layers or PLAIN_LAYERS), sd, file=str(path), expected_what=f"{component} "
                           f"(config embedded in the file)", dtype=dtype, device=device)
 
 
@@ -226,37 +226,39 @@ def replace_weights(module: nn.Module, sd: Mapping[str, torch.Tensor], what: str
 
 
 def load_converted_stage1(folder: str | os.PathLike, dtype: torch.dtype = torch.float32, device="cpu", *,
-                          rel: str | None = None, dtypes: Mapping[str, torch.dtype] | None = None):
+                          rel: str | None = None, dtypes: Mapping[str, torch.dtype] | None = None, layers=None):
     """Stage1Models (flow UNet + ControlNet, flow VAE, image VAE) from converted files in `folder`
     (the counterpart of official.load_stage1). `rel`: for error messages, see converted_file;
-    `dtypes`: the dtype of single components by name (`dtype` otherwise)."""
+    `dtypes`: the dtype of single components by name (`dtype` otherwise); `layers`: see load_component."""
     from motion_i2v_core.loading.official import Stage1Models
 
     dt = dict.fromkeys(STAGE1_COMPONENTS, dtype) | dict(dtypes or {})
     parts = {c: converted_file(folder, c, rel) for c in STAGE1_COMPONENTS}
     return Stage1Models(
-        unet=load_component(parts["flow_unet"], dtype=dt["flow_unet"], device=device, expected="flow_unet"),
-        flow_vae=load_component(parts["flow_vae"], dtype=dt["flow_vae"], device=device, expected="flow_vae"),
+        unet=load_component(parts["flow_unet"], dtype=dt["flow_unet"], device=device, expected="flow_unet",
+                            layers=layers),
+        flow_vae=load_component(parts["flow_vae"], dtype=dt["flow_vae"], device=device, expected="flow_vae",
+                                layers=layers),
         image_vae=load_component(parts["image_vae"], dtype=dt["image_vae"], device=device,
-                                 expected=("image_vae", "vae")),
+                                 expected=("image_vae", "vae"), layers=layers),
     )
 
 
 def load_converted_stage2(folder: str | os.PathLike, dtype: torch.dtype = torch.float32, device="cpu",
                           unet_state_dict: Mapping[str, torch.Tensor] | None = None,
                           vae_state_dict: Mapping[str, torch.Tensor] | None = None, *, rel: str | None = None,
-                          dtypes: Mapping[str, torch.dtype] | None = None):
+                          dtypes: Mapping[str, torch.dtype] | None = None, layers=None):
     """Stage2Models (render UNet, VAE) from converted files in `folder` (the counterpart of
     official.load_stage2). `unet_state_dict` (our diffusers names, e.g. from load_ldm_checkpoint)
     replaces the 2-D SD-1.5 weights of the render UNet, its motion modules kept; `vae_state_dict`
     replaces the VAE weights. Both are checked strictly against the module's keys and shapes.
-    `dtypes`: the dtype of "render_unet" or "vae" (`dtype` otherwise)."""
+    `dtypes`: the dtype of "render_unet" or "vae" (`dtype` otherwise); `layers`: see load_component."""
     from motion_i2v_core.loading.official import Stage2Models
 
     dt = dict.fromkeys(STAGE2_COMPONENTS, dtype) | dict(dtypes or {})
     unet_path, vae_path = (converted_file(folder, c, rel) for c in STAGE2_COMPONENTS)
-    unet = load_component(unet_path, dtype=dt["render_unet"], device=device, expected="render_unet")
-    vae = load_component(vae_path, dtype=dt["vae"], device=device, expected=("vae", "image_vae"))
+    unet = load_component(unet_path, dtype=dt["render_unet"], device=device, expected="render_unet", layers=layers)
+    vae = load_component(vae_path, dtype=dt["vae"], device=device, expected=("vae", "image_vae"), layers=layers)
     if unet_state_dict is not None:
         replace_weights(unet, unet_state_dict, "the SD-1.5 appearance UNet", skip=".motion_modules.")
     if vae_state_dict is not None:

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from motion_i2v_core.models.config import UNetConfig, VAEConfig
+from motion_i2v_core.models.operations import torch_ops
 from motion_i2v_core.models.vae import AutoencoderKL, rename_attention_keys
 from motion_i2v_core.loading.files import find_weight_file, read_state_dict
 from motion_i2v_core.loading.validate import (CheckpointError, check_shapes, check_state_dict, expected_shapes,
@@ -58,6 +59,24 @@ OFFICIAL_UNET_ADDITIONAL_KWARGS: dict[str, Any] = {
         "temporal_attention_dim_div": 1,
     },
 }
+
+
+@dataclass(frozen=True)
+class LayerOptions:
+    """How modules are built beyond their dtype: the layer namespace (motion_i2v_core.models.operations;
+    ComfyUI passes its comfy.ops) and the dtype the UNets compute in (needed for fp8 weights)."""
+
+    operations: Any = torch_ops
+    compute_dtype: torch.dtype | None = None
+
+    def unet(self) -> dict:
+        return {"operations": self.operations, "compute_dtype": self.compute_dtype}
+
+    def vae(self) -> dict:
+        return {"operations": self.operations}
+
+
+PLAIN_LAYERS = LayerOptions()
 
 
 @dataclass
@@ -173,7 +192,7 @@ def _has_non_persistent_buffers(module: nn.Module) -> bool:
 
 
 def load_vae_state_dict(sd: Mapping[str, torch.Tensor], cfg: VAEConfig, *, file: str, what: str,
-                        dtype=torch.float32, device="cpu") -> AutoencoderKL:
+                        dtype=torch.float32, device="cpu", layers: LayerOptions = PLAIN_LAYERS) -> AutoencoderKL:
     """Strict-load a VAE state dict (old or new diffusers attention names, or LDM names)."""
     from motion_i2v_core.loading.ldm import convert_ldm_vae_state_dict, is_ldm_state_dict
 
@@ -185,13 +204,13 @@ def load_vae_state_dict(sd: Mapping[str, torch.Tensor], cfg: VAEConfig, *, file:
     check_shapes(sd, {"encoder.conv_in.weight": (cfg.block_out_channels[0], cfg.in_channels, 3, 3),
                       "decoder.conv_out.weight": (cfg.out_channels, cfg.block_out_channels[0], 3, 3)},
                  file=file, expected_what=what)
-    return build_and_load(lambda dtype, device: AutoencoderKL(cfg, dtype=dtype, device=device), sd,
+    return build_and_load(lambda dtype, device: AutoencoderKL(cfg, dtype=dtype, device=device, **layers.vae()), sd,
                           file=file, expected_what=what, dtype=dtype, device=device,
                           hint="Check that this is the right VAE file and that vae/config.json matches it.")
 
 
 def _load_vae_folder(folder: Path, rel: str, weights_folder: Path, weights_rel: str, what: str,
-                     channels: int, dtype, device) -> AutoencoderKL:
+                     channels: int, dtype, device, layers: LayerOptions = PLAIN_LAYERS) -> AutoencoderKL:
     raw = _read_config(folder, rel, what)
     cfg = _config_or_error(lambda: VAEConfig.from_diffusers(raw), folder / "config.json", what)
     if cfg.in_channels != channels or cfg.out_channels != channels:
@@ -199,7 +218,8 @@ def _load_vae_folder(folder: Path, rel: str, weights_folder: Path, weights_rel: 
             f"{folder / 'config.json'}: in/out channels {cfg.in_channels}/{cfg.out_channels}, the {what} "
             f"needs {channels}/{channels}. Is this the right config.json?")
     path = _require_file(weights_folder, DIFFUSERS_WEIGHTS, weights_rel, f"{what} weights")
-    return load_vae_state_dict(read_state_dict(path), cfg, file=str(path), what=what, dtype=dtype, device=device)
+    return load_vae_state_dict(read_state_dict(path), cfg, file=str(path), what=what, dtype=dtype, device=device,
+                               layers=layers)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -223,11 +243,13 @@ def overlay_controlnet(unet_sd: Mapping[str, torch.Tensor], ctrl_sd: Mapping[str
 def load_stage1(stage1_dir: str | os.PathLike, image_vae_dir: str | os.PathLike | None = None,
                 dtype: torch.dtype = torch.float32, device="cpu",
                 unet_additional_kwargs: Mapping | None = None,
-                dtypes: Mapping[str, torch.dtype] | None = None) -> Stage1Models:
+                dtypes: Mapping[str, torch.dtype] | None = None,
+                layers: LayerOptions = PLAIN_LAYERS) -> Stage1Models:
     """Flow UNet (+ControlNet), flow VAE and image VAE from `.../stage1/StableDiffusion-FlowGen`.
 
     `image_vae_dir` defaults to `<stage1_dir>/../../stage2/StableDiffusion/vae`. `dtypes` sets
-    the dtype of single components by name ("flow_unet", "flow_vae", "image_vae"; `dtype` otherwise).
+    the dtype of single components by name ("flow_unet", "flow_vae", "image_vae"; `dtype` otherwise),
+    `layers` the layer namespace and the UNet's compute dtype.
     """
     dtypes = dtypes or {}
     from motion_i2v_core.models.unet3d import FlowUNet
@@ -271,7 +293,8 @@ def load_stage1(stage1_dir: str | os.PathLike, image_vae_dir: str | os.PathLike 
                           (cfg.controlnet_conditioning_hidden, cfg.controlnet_conditioning_channels, 1, 3, 3)},
                  file=str(unet_path), expected_what="stage-1 flow UNet")
     files = f"{unet_path} + {ctrl_path.name}"
-    unet = build_and_load(lambda dtype, device: FlowUNet(cfg, with_controlnet=True, dtype=dtype, device=device),
+    unet = build_and_load(lambda dtype, device: FlowUNet(cfg, with_controlnet=True, dtype=dtype, device=device,
+                                                                  **layers.unet()),
                           sd, file=files, expected_what="stage-1 flow UNet with ControlNet (from unet/config.json)",
                           dtype=dtype, device=device,
                           hint="Check the files come from models/stage1/StableDiffusion-FlowGen and that "
@@ -279,9 +302,11 @@ def load_stage1(stage1_dir: str | os.PathLike, image_vae_dir: str | os.PathLike 
     del sd
 
     flow_vae = _load_vae_folder(root / "vae", f"{STAGE1_SUBDIR}/vae", root / "vae_flow",
-                                f"{STAGE1_SUBDIR}/vae_flow", "flow VAE", 2, dtypes.get("flow_vae", dtype), device)
+                                f"{STAGE1_SUBDIR}/vae_flow", "flow VAE", 2, dtypes.get("flow_vae", dtype), device,
+                                layers)
     image_vae = _load_vae_folder(image_vae_dir, IMAGE_VAE_SUBDIR, image_vae_dir, IMAGE_VAE_SUBDIR,
-                                 "image VAE", 3, dtypes.get("image_vae", dtype), device)
+                                 "image VAE", 3, dtypes.get("image_vae", dtype), device,
+                                 layers)
     return Stage1Models(unet=unet, flow_vae=flow_vae, image_vae=image_vae)
 
 
@@ -294,14 +319,16 @@ def load_stage2(stage2_dir: str | os.PathLike, dtype: torch.dtype = torch.float3
                 vae_state_dict: Mapping[str, torch.Tensor] | None = None,
                 unet_additional_kwargs: Mapping | None = None,
                 unet_override_state_dict: Mapping[str, torch.Tensor] | None = None,
-                dtypes: Mapping[str, torch.dtype] | None = None) -> Stage2Models:
+                dtypes: Mapping[str, torch.dtype] | None = None,
+                layers: LayerOptions = PLAIN_LAYERS) -> Stage2Models:
     """Render UNet (SD-1.5 2-D weights + Motion_Module/motion_block) and VAE from `.../stage2`.
 
     `unet_state_dict` (diffusers or LDM names, e.g. from a single-file checkpoint or ComfyUI)
     replaces the 2-D weights of StableDiffusion/unet; `vae_state_dict` replaces the VAE weights
     (this is what the official app does with its DreamBooth checkpoint). With an override, the
     corresponding StableDiffusion weight file is not needed; without a config.json the SD-1.5
-    preset is used. `dtypes` sets the dtype of "render_unet" or "vae" (`dtype` otherwise).
+    preset is used. `dtypes` sets the dtype of "render_unet" or "vae" (`dtype` otherwise), `layers`
+    the layer namespace and the UNet's compute dtype.
     """
     from motion_i2v_core.models.unet3d import RenderUNet
 
@@ -355,7 +382,7 @@ def load_stage2(stage2_dir: str | os.PathLike, dtype: torch.dtype = torch.float3
     check_state_dict(mm_sd, expmm, file=str(mm_path), expected_what="motion modules of the stage-2 UNet",
                      hint="Motion-I2V needs its own Motion_Module/motion_block.bin (AnimateDiff-v2 layout "
                           "incl. the mid-block module).")
-    unet = build_and_load(lambda dtype, device: RenderUNet(cfg, dtype=dtype, device=device),
+    unet = build_and_load(lambda dtype, device: RenderUNet(cfg, dtype=dtype, device=device, **layers.unet()),
                           {**sd2d, **mm_sd}, file=f"{src2d} + {mm_path}", expected_what="stage-2 UNet",
                           dtype=dtype, device=device)
     del sd2d, mm_sd
@@ -367,7 +394,7 @@ def load_stage2(stage2_dir: str | os.PathLike, dtype: torch.dtype = torch.float3
         else:
             vcfg = VAEConfig.sd15(3)
         vae = load_vae_state_dict(vae_state_dict, vcfg, file="the supplied VAE", what="stage-2 VAE",
-                                  dtype=vae_dtype, device=device)
+                                  dtype=vae_dtype, device=device, layers=layers)
     else:
-        vae = _load_vae_folder(vae_dir, rel_vae, vae_dir, rel_vae, "stage-2 VAE", 3, vae_dtype, device)
+        vae = _load_vae_folder(vae_dir, rel_vae, vae_dir, rel_vae, "stage-2 VAE", 3, vae_dtype, device, layers)
     return Stage2Models(unet=unet, vae=vae)

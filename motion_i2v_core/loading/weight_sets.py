@@ -18,7 +18,8 @@ from typing import Iterable, Iterator, Mapping
 import torch
 
 from motion_i2v_core.loading.convert import STAGE1_COMPONENTS, STAGE2_COMPONENTS, load_converted_stage1, load_converted_stage2
-from motion_i2v_core.loading.official import STAGE1_SUBDIR, STAGE2_SUBDIR, Stage1Models, Stage2Models, load_stage1, load_stage2
+from motion_i2v_core.loading.official import (PLAIN_LAYERS, STAGE1_SUBDIR, STAGE2_SUBDIR, LayerOptions, Stage1Models,
+                                              Stage2Models, load_stage1, load_stage2)
 
 STAGE1_MARKER = STAGE1_SUBDIR                      # "stage1/StableDiffusion-FlowGen"
 STAGE2_MARKER = f"{STAGE2_SUBDIR}/Motion_Module"   # "stage2/Motion_Module"
@@ -109,25 +110,32 @@ def _walk_files(base: str, max_depth: int = 6) -> Iterator[str]:
 def load_weight_set(weight_set: WeightSet, stage: int, dtype: torch.dtype = torch.float32, device="cpu",
                     unet_state_dict: Mapping[str, torch.Tensor] | None = None,
                     vae_state_dict: Mapping[str, torch.Tensor] | None = None,
-                    dtypes: Mapping[str, torch.dtype] | None = None) -> Stage1Models | Stage2Models:
+                    dtypes: Mapping[str, torch.dtype] | None = None,
+                    layers: LayerOptions | None = None) -> Stage1Models | Stage2Models:
     """Build one stage of a weight set, whatever its layout (see load_stage1/2, load_converted_stage1/2).
 
     `unet_state_dict` / `vae_state_dict` (stage 2 only) replace the SD-1.5 appearance weights of the
     stage-2 UNet (its 2-D part) and VAE. `dtypes` sets the dtype of single components by name
-    (convert.COMPONENTS: "flow_unet", "flow_vae", "image_vae", "render_unet", "vae"), `dtype` the rest.
+    (convert.COMPONENTS: "flow_unet", "flow_vae", "image_vae", "render_unet", "vae"), `dtype` the rest;
+    `layers` the layer namespace and the UNets' compute dtype (official.LayerOptions).
     """
+    layers = layers or PLAIN_LAYERS
     if weight_set.layout not in LAYOUTS:
         raise ValueError(f"unknown weight-set layout {weight_set.layout!r}; expected one of {LAYOUTS}")
     if stage == 1:
         if unet_state_dict is not None or vae_state_dict is not None:
             raise ValueError("appearance weights (unet_state_dict / vae_state_dict) are for stage 2 only")
         if weight_set.layout == "official":
-            return load_stage1(weight_set.root / STAGE1_MARKER, dtype=dtype, device=device, dtypes=dtypes)
-        return load_converted_stage1(weight_set.root, dtype=dtype, device=device, rel=weight_set.name, dtypes=dtypes)
+            return load_stage1(weight_set.root / STAGE1_MARKER, dtype=dtype, device=device, dtypes=dtypes,
+                               layers=layers)
+        return load_converted_stage1(weight_set.root, dtype=dtype, device=device, rel=weight_set.name,
+                                     dtypes=dtypes, layers=layers)
     if stage == 2:
         if weight_set.layout == "official":
             return load_stage2(weight_set.root / STAGE2_SUBDIR, dtype=dtype, device=device,
-                               unet_state_dict=unet_state_dict, vae_state_dict=vae_state_dict, dtypes=dtypes)
+                               unet_state_dict=unet_state_dict, vae_state_dict=vae_state_dict, dtypes=dtypes,
+                               layers=layers)
         return load_converted_stage2(weight_set.root, dtype=dtype, device=device, unet_state_dict=unet_state_dict,
-                                     vae_state_dict=vae_state_dict, rel=weight_set.name, dtypes=dtypes)
+                                     vae_state_dict=vae_state_dict, rel=weight_set.name, dtypes=dtypes,
+                                     layers=layers)
     raise ValueError(f"stage must be 1 or 2, got {stage!r}")

@@ -93,7 +93,8 @@ class PositionalEncoding(nn.Module):
             raise ValueError(
                 f"temporal sequence of length {length} exceeds the position table ({self.max_len} rows)"
             )
-        return x + self.pe[0, :length].to(x.dtype)
+        # device too: a host that loads modules partially (ComfyUI) moves only layers with parameters
+        return x + self.pe[0, :length].to(device=x.device, dtype=x.dtype)
 
 
 def batch_timesteps(timestep, batch: int, device) -> torch.Tensor:

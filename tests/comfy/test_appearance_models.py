@@ -81,14 +81,19 @@ def tiny_checkpoint(tiny_server, parity_models):
     return ckpt
 
 
-@pytest.mark.parametrize("precision", ["auto", "bf16"])
+@pytest.mark.parametrize("precision", ["auto", "bf16", "fp8_e4m3fn"])
 def test_precision_on_the_cpu(tiny_server, official_render, precision):
     frames = render(tiny_server, render_prompt(f"precision_{precision}", precision=precision))
     if precision == "auto":
         assert torch.equal(frames, official_render)  # auto is fp32 on the CPU
     else:
-        # Half precision runs on the CPU (slowly, with a warning) and stays near the fp32 frames.
-        assert torch.isfinite(frames).all() and (frames - official_render).abs().max() < 0.15
+        # Half precision runs on the CPU (slowly, with a warning), fp8 weights compute in fp32 there;
+        # both stay near the fp32 frames (fp8 keeps 3 mantissa bits: measured max 0.18, mean 0.016).
+        worst, mean = (0.15, 0.01) if precision == "bf16" else (0.35, 0.04)
+        diff = (frames - official_render).abs()
+        assert torch.isfinite(frames).all() and diff.max() < worst and diff.mean() < mean, (diff.max(), diff.mean())
+        assert not torch.equal(frames, official_render)
+    if precision == "bf16":
         assert f"{precision} on the CPU is several times slower" in tiny_server.log_text()
 
 
