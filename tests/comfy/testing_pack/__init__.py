@@ -32,6 +32,11 @@ import comfy.model_management
 import comfy.utils
 
 MOTION_MODEL = io.Custom("MI2V_MODEL")
+
+
+def schema(node_id: str, name: str, inputs: list, outputs: list, output_node: bool = False) -> io.Schema:
+    return io.Schema(node_id=node_id, display_name=name, category="testing", inputs=inputs, outputs=outputs,
+                     is_output_node=output_node)
 _LOADS = []  # one entry per load_models_gpu call: ids of the patchers, memory_required, force_full_load
 _INTERRUPT_AT = {"step": None}
 
@@ -65,17 +70,11 @@ comfy.utils.ProgressBar.update_absolute = _interrupting(comfy.utils.ProgressBar.
 class TestConditioning(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
-            node_id="MI2VTestConditioning",
-            display_name="Test Conditioning (random)",
-            category="testing",
-            inputs=[
+        return schema("MI2VTestConditioning", "Test Conditioning (random)", [
                 io.Int.Input("seed", default=0, min=0, max=2**31 - 1),
                 io.Int.Input("tokens", default=77, min=1, max=308),
                 io.Int.Input("dim", default=768, min=1, max=4096),
-            ],
-            outputs=[io.Conditioning.Output()],
-        )
+            ], [io.Conditioning.Output()])
 
     @classmethod
     def execute(cls, seed, tokens, dim):
@@ -87,13 +86,8 @@ class TestConditioning(io.ComfyNode):
 class TestTinySD15Model(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
-            node_id="MI2VTestTinySD15Model",
-            display_name="Test Tiny SD-1.5 MODEL",
-            category="testing",
-            inputs=[io.String.Input("ckpt_name", tooltip="An LDM single-file checkpoint in models/checkpoints.")],
-            outputs=[io.Model.Output()],
-        )
+        ckpt = io.String.Input("ckpt_name", tooltip="An LDM single-file checkpoint in models/checkpoints.")
+        return schema("MI2VTestTinySD15Model", "Test Tiny SD-1.5 MODEL", [ckpt], [io.Model.Output()])
 
     @classmethod
     def execute(cls, ckpt_name):
@@ -119,14 +113,8 @@ class TestTinySD15Model(io.ComfyNode):
 class TestSaveTensor(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
-            node_id="MI2VTestSaveTensor",
-            display_name="Test Save Tensor",
-            category="testing",
-            inputs=[io.Image.Input("images"), io.String.Input("name")],
-            outputs=[],
-            is_output_node=True,
-        )
+        return schema("MI2VTestSaveTensor", "Test Save Tensor", [io.Image.Input("images"), io.String.Input("name")],
+                      [], output_node=True)
 
     @classmethod
     def execute(cls, images, name):
@@ -143,13 +131,8 @@ class TestSaveTensor(io.ComfyNode):
 class TestInterruptAfterSteps(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
-            node_id="MI2VTestInterruptAfterSteps",
-            display_name="Test Interrupt After Steps",
-            category="testing",
-            inputs=[io.Image.Input("image"), io.Int.Input("steps", default=1, min=1, max=1000)],
-            outputs=[io.Image.Output()],
-        )
+        return schema("MI2VTestInterruptAfterSteps", "Test Interrupt After Steps",
+                      [io.Image.Input("image"), io.Int.Input("steps", default=1, min=1, max=1000)], [io.Image.Output()])
 
     @classmethod
     def fingerprint_inputs(cls, **kwargs):
@@ -164,15 +147,9 @@ class TestInterruptAfterSteps(io.ComfyNode):
 class TestInspect(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        return io.Schema(
-            node_id="MI2VTestInspect",
-            display_name="Test Inspect Motion-I2V",
-            category="testing",
-            inputs=[MOTION_MODEL.Input("model"), io.AnyType.Input("after"), io.String.Input("name"),
-                    io.String.Input("weights", default="", tooltip="stage2.unet:<key>,stage1.flow_vae:<key>,...")],
-            outputs=[],
-            is_output_node=True,
-        )
+        inputs = [MOTION_MODEL.Input("model"), io.AnyType.Input("after"), io.String.Input("name"),
+                  io.String.Input("weights", default="", tooltip="stage2.unet:<key>,stage1.flow_vae:<key>,...")]
+        return schema("MI2VTestInspect", "Test Inspect Motion-I2V", inputs, [], output_node=True)
 
     @classmethod
     def fingerprint_inputs(cls, **kwargs):
