@@ -53,7 +53,7 @@ class RenderLongShot(io.ComfyNode):
         reference, _ = fit_image(image_to_core(image), flow.height, flow.width)
         cond = conditioning_to_text(positive, "positive")
         uncond = conditioning_to_text(negative, "negative")
-        stage2 = model.stage2_on_device()
+        stage2 = model.stage2_on_device(flow.width, flow.height, segment_frames, cfg)  # one segment at a time
         progress = StepProgress(len(plan) * steps)
         result = render_long_shot(
             stage2, reference, cond, uncond, flow.flow, flow.static_mask,
