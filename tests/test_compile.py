@@ -1,4 +1,5 @@
-"""torch.compile readiness: each UNet forward is one graph with no breaks, timestep tensors never recompile.
+"""torch.compile readiness: each UNet forward is one graph with no breaks, timestep tensors never recompile,
+and a forward on device tensors copies nothing from the host and never synchronises.
 
 Tiny 2-level configs on CPU; tracing is the slow part, so each test traces once.
 """
@@ -7,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 from motion_i2v_core import ops
 from motion_i2v_core.models.config import UNetConfig
@@ -100,3 +103,38 @@ def test_opaque_motion_attention_op_matches_the_reference():
     ref = motion_augmented_attention(x, flow, num_frames=frames, height=h, width=w, pe=pe, heads=heads,
                                      w_q=wq, w_k=wk, w_v=wv)
     assert torch.equal(out, ref)
+
+
+class HostTraffic(TorchDispatchMode):
+    """Records device reads (``.item()``-like syncs) and ops that mix host tensors into device work (a
+    host-to-device copy on a GPU). Meta tensors stand in for the device."""
+
+    def __init__(self):
+        super().__init__()
+        self.events = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        tensors = [t for t in tree_flatten((args, kwargs, out))[0] if isinstance(t, torch.Tensor)]
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.events.append(f"sync: {func}")
+        elif {"cpu", "meta"} <= {t.device.type for t in tensors}:
+            self.events.append(f"host tensor in {func}")
+        return out
+
+
+def test_unet_forwards_copy_nothing_from_the_host_and_never_sync():
+    meta = torch.device("meta")
+    flow_unet = FlowUNet(UNetConfig(in_channels=8, stride_embedding=True, **CFG), device=meta).eval()
+    render = RenderUNet(UNetConfig(**CFG), device=meta).eval()
+    text = torch.empty(2, 6, 16, device=meta)
+    with torch.no_grad(), HostTraffic() as traffic:
+        flow_unet(torch.empty(2, 8, 3, 8, 8, device=meta), torch.empty((), device=meta), torch.empty(1, 3, device=meta),
+                  text, control=torch.empty(2, 5, 3, 8, 8, device=meta))
+        render(torch.empty(2, 4, 3, 8, 8, device=meta), torch.empty(2, device=meta), text,
+               flow=torch.empty(1, 3, 2, 64, 64, device=meta))
+        assert traffic.events == []
+        # the check sees host tensors: a stride built on the host is copied (by the UNet and its ControlNet)
+        flow_unet(torch.empty(2, 8, 3, 8, 8, device=meta), torch.empty((), device=meta),
+                  torch.tensor([[8.0, 16.0, 24.0]]), text, control=torch.empty(2, 5, 3, 8, 8, device=meta))
+    assert traffic.events == ["host tensor in aten._to_copy.default"] * 2
