@@ -39,6 +39,10 @@ carried between phases); weights are added per mode:
 - ``mode_report(trace, "stagewise")``: the running stage's models (the bench's ``--low-vram``), for
   comparisons with the bench's measured peaks (``scripts/gpu_check.py``).
 
+Each mode is traced on the card its issue-13 target is for (8 GiB resident, 6 GiB low-VRAM fp16,
+4 GiB low-VRAM fp8): where the pipelines size VAE chunks from the free device memory, the query
+answers that card's size less the weights held during VAE calls and the live tensors.
+
 ``fp8`` modes store the UNets' (flow UNet, ControlNet, render UNet) weights in float8_e4m3fn with
 fp16 compute, built with ``models.operations.cast_ops``: every layer call casts its weight, and the
 copy is freed when the call returns, as ComfyUI's casting ops do (the copies count as activations).
@@ -53,11 +57,12 @@ convolutions, attention; elementwise work is not counted), for the whole generat
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.util
 import os
 import weakref
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -231,16 +236,25 @@ class KernelStubs:
     failed: dict[str, str] = field(default_factory=dict)  # kernels that failed on meta (the torch op ran)
 
 
+def _optional_module(name: str):
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
 def triton_installed() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
 @contextlib.contextmanager
-def code_path(device_type: str = "cuda"):
+def code_path(device_type: str = "cuda", free_bytes: Optional[Callable[[], int]] = None):
     """Meta tensors take the code path of ``device_type`` (see the module docstring); yields the stubs.
 
     "cuda": the CUDA branches, SDPA kernel choice and stubbed Triton launches; "cpu": only the CPU's
     SDPA kernel choice (the rest of the path is what meta tensors take anyway: the torch ops).
+    ``free_bytes``: what the pipelines' free-memory query (``models.vae_frames.free_memory``, which
+    sizes the VAE chunks) answers for meta tensors, like a card of that much free memory would.
     """
     stubs = KernelStubs()
     saved_env = os.environ.get("TRITON_INTERPRET")
@@ -256,6 +270,11 @@ def code_path(device_type: str = "cuda"):
     if device_type == "cuda":
         patch(torch.Tensor, "is_cuda", property(lambda t: t.device.type in ("cuda", "meta")))
         patch(torch.cuda, "device", _NoCudaDevice)
+    vae_frames = _optional_module("motion_i2v_core.models.vae_frames")
+    if free_bytes is not None and vae_frames is not None and hasattr(vae_frames, "free_memory"):
+        ask = vae_frames.free_memory
+        patch(vae_frames, "free_memory",
+              lambda device: max(0, int(free_bytes())) if torch.device(device).type == "meta" else ask(device))
     if device_type == "cuda" and triton_installed():
         from triton.runtime.jit import KernelInterface
 
@@ -347,7 +366,7 @@ def model_weights(models) -> dict[str, int]:
 
 @dataclass
 class _CallRecord:
-    rise: int  # call peak minus the live bytes at its start
+    rise: int  # call peak minus the live bytes at its start, less what the call left allocated besides its outputs
     outputs: list  # (size, stride, dtype) of each tensor leaf, or the leaf itself
     spec: object
     flops: int
@@ -372,7 +391,8 @@ def phase_hooks(tracker: LiveMemory, models, flop_counter=None, replay: bool = T
     """Label the calls of every model with their phase, for the tracker; yields the replayed FLOPs.
 
     With ``replay``, a call with the same signature (``_signature``) as an earlier call of the same
-    model method is not traced again: its recorded rise above the live bytes is added to the current
+    model method is not traced again: its recorded rise above the live bytes (less what the first
+    call kept allocated, e.g. a cache of constants) is added to the current
     live bytes, its FLOPs are added again, and outputs of the recorded sizes, strides and dtypes are
     returned (the sampling loop's 25 identical UNet calls per stage cost one trace).
     """
@@ -402,7 +422,11 @@ def phase_hooks(tracker: LiveMemory, models, flop_counter=None, replay: bool = T
                 leaves, spec = tree_flatten(out)
                 if replay and all(isinstance(t, torch.Tensor) and t.device.type == DEVICE.type for t in leaves):
                     metas = [(tuple(t.shape), t.stride(), t.dtype) for t in leaves]
-                    memo[sig] = _CallRecord(tracker.call_peak - start, metas, spec, flops_now() - f0)
+                    outputs = sum(_rounded(t.untyped_storage().nbytes()) for t in {id(t): t for t in leaves}.values())
+                    # What the first call left behind besides its outputs (caches of constants kept on the
+                    # model) exists already when a later call starts: not counted a second time.
+                    kept = max(0, tracker.current - start - outputs)
+                    memo[sig] = _CallRecord(tracker.call_peak - start - kept, metas, spec, flops_now() - f0)
                 return out
 
         setattr(obj, method, call)
@@ -449,7 +473,8 @@ class Trace:
 def trace_generation(size, *, dtype=torch.float16, fp8: bool = False, frames: Optional[int] = None,
                      steps: Optional[int] = None, guidance: float = 7.0, decode_batch: Optional[int] = None,
                      count_flops: bool = True, replay: bool = True, device_type: str = "cuda",
-                     models: Optional[dict] = None, seed: int = 0) -> Trace:
+                     models: Optional[dict] = None, seed: int = 0, card_bytes: Optional[int] = None,
+                     residency: str = "resident") -> Trace:
     """Run predict_flow + render_video at ``size`` on meta tensors and record memory and FLOPs.
 
     ``device_type`` is the code path (``code_path``). ``models`` (from ``build_models``) and
@@ -466,8 +491,15 @@ def trace_generation(size, *, dtype=torch.float16, fp8: bool = False, frames: Op
     image, cond, uncond = generation_inputs(size, frames)
     extra = {} if decode_batch is None else {"decode_batch": decode_batch}
     tracker = LiveMemory(tracked)
+    free = None
+    if card_bytes is not None:
+        # The query sizes VAE chunks: a card of this size holding, besides the live tensors, the weights
+        # that ``residency`` keeps during a VAE phase.
+        held = max(sum(weights[m] for m in _resident(residency, p, PHASE_MODEL[p]))
+                   for p in ("control_encode", "image_encode", "flow_decode", "image_decode"))
+        free = lambda: card_bytes - held - tracker.current  # noqa: E731
     counter = FlopCounterMode(display=False) if count_flops else None
-    with code_path(device_type) as stubs, counter or contextlib.nullcontext(), \
+    with code_path(device_type, free) as stubs, counter or contextlib.nullcontext(), \
             phase_hooks(tracker, models, counter, replay) as replayed, tracker:
         pred = predict_flow(stage1, image, cond, uncond, num_frames=frames, steps=steps, guidance=guidance,
                             seed=seed, **extra)
@@ -522,12 +554,29 @@ def mode_report(trace: Trace, residency: str) -> dict:
     }
 
 
+# mode -> (UNet weights in fp8, residency, the card its target is for (GiB), issue 13's target peak (GiB))
+MODES = {
+    "resident_fp16": (False, "resident", 8, 7.5),
+    "low_vram_fp16": (False, "low_vram", 6, 5.0),
+    "resident_fp8": (True, "resident", 8, None),
+    "low_vram_fp8": (True, "low_vram", 4, 3.5),
+}
+
+
 def estimate(size, *, frames=None, steps=None, guidance=7.0, decode_batch=None) -> dict:
-    """The JSON report: modes resident_fp16, low_vram_fp16, resident_fp8, low_vram_fp8 and the TFLOPs."""
-    fp16 = trace_generation(size, dtype=torch.float16, frames=frames, steps=steps, guidance=guidance,
-                            decode_batch=decode_batch)
-    fp8 = trace_generation(size, dtype=torch.float16, fp8=True, frames=frames, steps=steps, guidance=guidance,
-                           decode_batch=decode_batch, count_flops=False)
+    """The JSON report: modes resident_fp16, low_vram_fp16, resident_fp8, low_vram_fp8 and the TFLOPs.
+
+    Each mode is traced on its own: where the pipelines size their VAE chunks from the free memory,
+    the free memory is that of the mode's card (``MODES``) less its resident weights and live tensors.
+    """
+    modes, traces = {}, {}
+    for name, (fp8, residency, card_gib, target) in MODES.items():
+        trace = trace_generation(size, dtype=torch.float16, fp8=fp8, frames=frames, steps=steps, guidance=guidance,
+                                 decode_batch=decode_batch, count_flops=not traces, card_bytes=card_gib * GIB,
+                                 residency=residency)
+        traces[name] = trace
+        modes[name] = {**mode_report(trace, residency), "card_gib": card_gib, "target_peak_gib": target}
+    fp16 = traces["resident_fp16"]
     return {
         "size": size.describe(),
         "frames": frames or size.frames,
@@ -537,12 +586,7 @@ def estimate(size, *, frames=None, steps=None, guidance=7.0, decode_batch=None) 
         "ops_backend": get_backend(),
         "triton_launches_stubbed": fp16.triton_launches,
         "kernels_failed_on_meta": fp16.kernels_failed,
-        "modes": {
-            "resident_fp16": mode_report(fp16, "resident"),
-            "low_vram_fp16": mode_report(fp16, "low_vram"),
-            "resident_fp8": mode_report(fp8, "resident"),
-            "low_vram_fp8": mode_report(fp8, "low_vram"),
-        },
+        "modes": modes,
         "tflop": fp16.flops / 1e12,
         "method": "meta tensors on the CUDA code path, live storage bytes tracked by a dispatch mode "
                   "(motion_i2v_core/estimate.py docstring)",
@@ -555,8 +599,9 @@ def print_report(report: dict) -> None:
     print(f"  Triton launches stubbed: {sum(report['triton_launches_stubbed'].values())}")
     for name, mode in report["modes"].items():
         phases = ", ".join(f"{p} {v['activation_gib']:.2f}" for p, v in mode["phases"].items())
+        target = f", target <= {mode['target_peak_gib']} GiB" if mode.get("target_peak_gib") else ""
         print(f"  {name:14s} peak {mode['peak_gib']:5.2f} GiB (in {mode['peak_phase']}), weights "
-              f"{mode['weights_gib']:.2f} GiB; activation peaks GiB: {phases}")
+              f"{mode['weights_gib']:.2f} GiB ({mode.get('card_gib')} GiB card{target}); activation peaks GiB: {phases}")
 
 
 def run_cli(size, json_path: Optional[str], **kw) -> dict:
