@@ -138,3 +138,26 @@ def test_unet_forwards_copy_nothing_from_the_host_and_never_sync():
         flow_unet(torch.empty(2, 8, 3, 8, 8, device=meta), torch.empty((), device=meta),
                   torch.tensor([[8.0, 16.0, 24.0]]), text, control=torch.empty(2, 5, 3, 8, 8, device=meta))
     assert traffic.events == ["host tensor in aten._to_copy.default"] * 2
+
+
+def test_position_tables_left_on_the_offload_device_are_copied_not_mixed_in():
+    """ComfyUI's partial load moves only modules with parameters, so the PE buffers can stay on the offload
+    device while activations are on the GPU. Both temporal attentions (stage 1 plain, stage 2 motion-
+    augmented) must copy the table over (``_to_copy``) rather than hand a host tensor to a device op
+    (which a GPU rejects; meta tensors, standing in for it here, would not)."""
+    meta = torch.device("meta")
+    models = [FlowUNet(UNetConfig(in_channels=8, stride_embedding=True, **CFG), device=meta).eval(),
+              RenderUNet(UNetConfig(**CFG), device=meta).eval()]
+    for model in models:
+        for name, table in list(model.named_buffers()):
+            module_name, _, buffer = name.rpartition(".")
+            model.get_submodule(module_name).register_buffer(buffer, torch.zeros(table.shape), persistent=True)
+    text = torch.empty(2, 6, 16, device=meta)
+    with torch.no_grad(), HostTraffic() as traffic:
+        models[0](torch.empty(2, 8, 3, 8, 8, device=meta), torch.empty((), device=meta), torch.empty(1, 3, device=meta),
+                  text, control=torch.empty(2, 5, 3, 8, 8, device=meta))
+        models[1](torch.empty(2, 4, 3, 8, 8, device=meta), torch.empty((), device=meta), text,
+                  flow=torch.empty(1, 3, 2, 64, 64, device=meta))
+    pe_tables = sum(1 for model in models for _ in model.buffers())
+    copies = [e for e in traffic.events if e == "host tensor in aten._to_copy.default"]
+    assert traffic.events == copies and len(copies) >= pe_tables

@@ -176,3 +176,4 @@ def test_meta_builds_at_sd15_size_in_any_storage_dtype(operations, dtype):
     pe = render.state_dict()["down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0"
                              ".attention_blocks.0.pos_encoder.pe"]
     assert pe.dtype == (torch.float32 if dtype == FP8 else dtype)
+

@@ -86,6 +86,11 @@ class PositionalEncoding(nn.Module):
     def max_len(self) -> int:
         return self.pe.shape[1]
 
+    def table(self, like: torch.Tensor) -> torch.Tensor:
+        """``pe`` on ``like``'s device: a host that loads modules partially (ComfyUI's low-VRAM mode) moves
+        only layers with parameters, so this buffer can stay on the offload device."""
+        return self.pe.to(device=like.device)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Add rows ``0..T-1`` to ``x (..., T, C)``."""
         length = x.shape[-2]
@@ -93,8 +98,7 @@ class PositionalEncoding(nn.Module):
             raise ValueError(
                 f"temporal sequence of length {length} exceeds the position table ({self.max_len} rows)"
             )
-        # device too: a host that loads modules partially (ComfyUI) moves only layers with parameters
-        return x + self.pe[0, :length].to(device=x.device, dtype=x.dtype)
+        return x + self.table(x)[0, :length].to(x.dtype)
 
 
 def batch_timesteps(timestep, batch: int, device) -> torch.Tensor:

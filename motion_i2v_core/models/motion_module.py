@@ -112,7 +112,7 @@ class TemporalAttention(nn.Module):
                 num_frames=num_frames,
                 height=height,
                 width=width,
-                pe=self.pos_encoder.pe,
+                pe=self.pos_encoder.table(x),
                 heads=self.heads,
                 w_q=self.cast_weight(self.to_q, x),
                 w_k=w_k,
