@@ -56,7 +56,8 @@ def test_parity_control_from_recorded_posterior(parity):
     _, s1 = parity
     vae = RecordedVAE(s1["ctrl_posterior_mean"], s1["ctrl_posterior_std"])
     mask = s1["sparse_mask"].expand(1, 1, 15, 64, 64)
-    control = encode_control(vae, s1["sparse_flow01"], mask, noise=s1["ctrl_posterior_eps"])
+    # chunk=15: the recorded statistics are those of the whole batch
+    control = encode_control(vae, s1["sparse_flow01"], mask, noise=s1["ctrl_posterior_eps"], chunk=15)
     # the encoder sees the frames in (b f) order
     assert torch.equal(vae.seen, s1["sparse_flow01"][0].permute(1, 0, 2, 3))
     assert control.shape == (1, 5, 15, 8, 8)
@@ -64,7 +65,7 @@ def test_parity_control_from_recorded_posterior(parity):
     assert (control[:, :4] - s1["control_latent"]).abs().max().item() <= 1e-6
     assert (control - s1["control"]).abs().max().item() <= 1e-6
     # a single-frame mask (1,1,1,H,W) broadcasts over the frames the same way
-    control1 = encode_control(vae, s1["sparse_flow01"], s1["sparse_mask"], noise=s1["ctrl_posterior_eps"])
+    control1 = encode_control(vae, s1["sparse_flow01"], s1["sparse_mask"], noise=s1["ctrl_posterior_eps"], chunk=15)
     assert torch.equal(control1, control)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from motion_i2v_core.models.vae_frames import encode_frames
 from motion_i2v_core.motion.brush import latent_mask, static_mask
 from motion_i2v_core.motion.image_prep import fit_mask, fit_transform
 from motion_i2v_core.motion.hints import MotionHints
@@ -77,6 +78,7 @@ def encode_control(
     noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     sample: bool = True,
+    chunk: int | None = None,
 ) -> torch.Tensor:
     """5-channel ControlNet condition ``cat([flow latent (4), mask / 8 (1)])``.
 
@@ -85,6 +87,8 @@ def encode_control(
     :param sparse_mask: (B, 1, F or 1, H, W)
     :param noise: posterior noise (B*F, 4, h, w) in (b f) order; drawn from ``generator`` if None
     :param sample: False -> use the posterior mean (the official app samples)
+    :param chunk: frames per encoder call; None = as many as the free memory allows (a fixed chunk on
+        the CPU). The noise is drawn for all frames at once, so the result does not depend on it.
     :return: (B, 5, F, H/8, W/8)
     """
     b, c, f, h, w = sparse_flow01.shape
@@ -94,8 +98,7 @@ def encode_control(
     param = next(iter(flow_vae.parameters()), None) if hasattr(flow_vae, "parameters") else None
     if param is not None:
         frames = frames.to(device=param.device, dtype=param.dtype)
-    posterior = flow_vae.encode(frames)
-    mean, std = posterior.mean, posterior.std
+    mean, std = encode_frames(flow_vae, frames, chunk)
     if sample:
         if noise is None:
             noise = torch.randn(mean.shape, generator=generator, dtype=torch.float32,
