@@ -218,7 +218,7 @@ def stage2_unet_forward(b: Bundle) -> Iterator[Result]:
 
 @module_check
 def vae_posteriors(b: Bundle) -> Iterator[Result]:
-    from motion_i2v_core.pipelines.common import vae_encode_frames
+    from motion_i2v_core.models.vae_frames import encode_frames as vae_encode_frames
 
     s1, s2 = b.stage1, b.stage2
     with torch.no_grad():
@@ -236,7 +236,8 @@ def vae_posteriors(b: Bundle) -> Iterator[Result]:
 
 @module_check
 def vae_decodes(b: Bundle) -> Iterator[Result]:
-    from motion_i2v_core.pipelines.common import LATENT_SCALE, vae_decode_frames
+    from motion_i2v_core.models.vae_frames import decode_frames as vae_decode_frames
+    from motion_i2v_core.pipelines.common import LATENT_SCALE
 
     with torch.no_grad():
         lat = b.s1_out["final_latents"][0].transpose(0, 1) / LATENT_SCALE
@@ -318,12 +319,14 @@ def stage1_preprocessing(b: Bundle) -> Iterator[Result]:
 
 @pipeline_check
 def stage1_sampling(b: Bundle) -> Iterator[Result]:
-    from motion_i2v_core.pipelines.common import LATENT_SCALE, vae_decode_frames
-    from motion_i2v_core.pipelines.stage1 import encode_reference, predict_flow
+    from motion_i2v_core.models.vae_frames import decode_frames as vae_decode_frames
+    from motion_i2v_core.pipelines.common import LATENT_SCALE
+    from motion_i2v_core.pipelines.common import reference_latent
+    from motion_i2v_core.pipelines.stage1 import predict_flow
 
     i, o = b.s1_in, b.s1_out
     with torch.no_grad():
-        latent = encode_reference(b.stage1.image_vae, i["image01"], i["img_posterior_eps"])
+        latent = reference_latent(b.stage1.image_vae, i["image01"], i["img_posterior_eps"])
     yield compare("stage1/image_latent", latent, i["image_latent"], "posterior")
     result = predict_flow(
         b.stage1,

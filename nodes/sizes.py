@@ -3,8 +3,7 @@
 from comfy_api.latest import io
 
 from motion_i2v_core.motion import image_prep
-
-MAX_FRAMES = 16  # stage 2's temporal position table holds 2F-1 = 31 tokens of 32
+from motion_i2v_core.pipelines.common import MAX_FRAMES
 SIZE_STEP = image_prep.SIZE_MULTIPLE  # 64: the UNet needs latents that are multiples of 8
 
 

@@ -1,5 +1,7 @@
 """Both generation stages end to end on the tiny random-weight models of the parity bundle."""
 
+import copy
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -179,3 +181,101 @@ def test_text_embeddings_may_come_without_the_batch_dim(stage1, inputs):
     flat = predict_flow(stage1, inputs["image01"], inputs["text_cond"][0], inputs["text_uncond"][0],
                         num_frames=4, steps=1, guidance=7.0, noise=noise)
     assert torch.equal(flat.flow, batched.flow)
+
+
+class _LoopDone(Exception):
+    pass
+
+
+def _on_meta(models, *names):
+    return SimpleNamespace(**{n: copy.deepcopy(getattr(models, n)).to("meta") for n in names})
+
+
+def _traffic_run(generate):
+    """Run ``generate(cancel, progress)`` on meta models, recording host traffic from the first
+    step's cancel poll to the last step's progress call (where the run is stopped: the decode
+    after it would need values)."""
+    from harness.host_traffic import HostTraffic
+
+    with HostTraffic() as traffic:
+        def progress(step, total, denoised):
+            assert denoised is not None and denoised.device.type == "meta"
+            if step == total:
+                traffic.stop()
+                raise _LoopDone()
+
+        with pytest.raises(_LoopDone):
+            generate(traffic.start, progress)
+    return traffic.events
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpmpp_2m"])
+def test_sampling_loops_of_both_stages_make_no_host_copies_and_no_syncs(stage1, stage2, inputs, sampler):
+    meta1 = _on_meta(stage1, "unet", "flow_vae", "image_vae")
+    events = _traffic_run(lambda cancel, progress: predict_flow(
+        meta1, inputs["image01"], inputs["text_cond"], inputs["text_uncond"], num_frames=4, steps=3,
+        sampler=sampler, cancel=cancel, progress=progress))
+    assert events == [], f"stage 1: {events}"
+
+    meta2 = _on_meta(stage2, "unet", "vae")
+    static = torch.zeros(64, 64)
+    static[:16] = 1  # the brush blend runs between steps too
+    events = _traffic_run(lambda cancel, progress: render_video(
+        meta2, inputs["image01"], inputs["text_cond"], inputs["text_uncond"], _shift_flow(4), static, steps=3,
+        sampler=sampler, cancel=cancel, progress=progress))
+    assert events == [], f"stage 2: {events}"
+
+
+def test_progress_gets_the_denoised_latent(stage1, inputs):
+    seen = []
+    result = _flow(stage1, inputs, num_frames=4, steps=2, keep_step_latents=True,
+                   progress=lambda i, n, x0: seen.append(x0))
+    assert len(seen) == 2 and seen[0].shape == result.latents.shape
+    # the last step of DDIM goes to alpha = 1: its latent is its own denoised estimate
+    torch.testing.assert_close(seen[-1].cpu(), result.latents, rtol=0, atol=0)
+    assert not torch.allclose(seen[0].cpu(), result.step_latents[0])
+
+
+def _poison(module):
+    """Forward hook turning a VAE decoder's output into NaN (a half-precision overflow stand-in)."""
+    return module.decoder.conv_out.register_forward_hook(lambda m, args, out: out * float("nan"))
+
+
+def test_non_finite_decodes_name_the_stage_and_the_precision(stage1, stage2, inputs):
+    from motion_i2v_core.pipelines.common import NonFiniteError
+
+    handle = _poison(stage1.flow_vae)
+    try:
+        with pytest.raises(NonFiniteError, match=r"stage 1 \(Predict Flow\): the decoded flow .*float32"):
+            _flow(stage1, inputs, num_frames=3, steps=1)
+    finally:
+        handle.remove()
+    handle = _poison(stage2.vae)
+    try:
+        with pytest.raises(NonFiniteError, match=r"stage 2 \(Render Video\): the decoded video frames .*float32"):
+            _render(stage2, inputs, _shift_flow(3), steps=1)
+    finally:
+        handle.remove()
+
+
+@pytest.mark.parametrize("dtype, advice", [(torch.float16, "bf16 .* or fp32"), (torch.bfloat16, "in fp32"),
+                                           (torch.float32, "even in fp32")])
+def test_non_finite_error_suggests_the_next_precision(dtype, advice):
+    from motion_i2v_core.pipelines.common import NonFiniteError, check_finite
+
+    with pytest.raises(NonFiniteError, match=f"stage 9: the thing contains NaN .*{advice}"):
+        check_finite(torch.tensor([1.0, float("inf")]), "stage 9", "the thing", dtype)
+    assert check_finite(torch.ones(2), "stage 9", "the thing", dtype).shape == (2,)
+
+
+def test_decode_chunking_does_not_change_the_results(stage1, stage2, inputs):
+    noise = torch.randn(1, 4, 5, 8, 8, generator=torch.Generator().manual_seed(7))
+    by_frame = _flow(stage1, inputs, num_frames=6, steps=1, noise=noise, decode_batch=1)
+    for chunk in (None, 2, 5):
+        other = _flow(stage1, inputs, num_frames=6, steps=1, noise=noise, decode_batch=chunk)
+        # decoded [0, 1] values agree to ~1e-6 (batch-size-dependent summation), times 2 x 64 px
+        torch.testing.assert_close(other.flow, by_frame.flow, rtol=0, atol=5e-4)
+        assert torch.equal(other.latents, by_frame.latents)
+    video = _render(stage2, inputs, _shift_flow(6), steps=1, decode_batch=1)
+    other = _render(stage2, inputs, _shift_flow(6), steps=1, decode_batch=4)
+    torch.testing.assert_close(other.frames, video.frames, rtol=0, atol=1e-5)

@@ -152,6 +152,7 @@ class RenderUNet(UNet3D):
             always uses t = 1.
         :param context: text ``(B, 77, D)``.
         :param flow: ``(B_f, F, 2, H_img, W_img)`` pixels (B_f = 1 or B; a 4-D ``(F, 2, H, W)`` means B_f = 1),
+            or a ``FlowWarpContext`` of one (its resized copies then serve every call of a run),
             or None for plain temporal attention.
         :param official_compat: warp with the official batch mixing (quirk Q1); needs the CFG batch
             ``[uncond, cond]`` in one call.
@@ -160,16 +161,19 @@ class RenderUNet(UNet3D):
         self._check_inputs(sample, context)
         batch, _, frames = sample.shape[:3]
         dtype = self.dtype
-        warp = None
+        warp = flow if isinstance(flow, FlowWarpContext) else None
         if flow is not None:
-            flow = self._check_flow(flow, batch, frames)
+            flow = self._check_flow(flow.flow if warp is not None else flow, batch, frames)
             pe_rows = self.config.motion_module_pe_max_len
             if 2 * frames - 1 > pe_rows:
                 raise ValueError(
                     f"{frames} frames need 2F-1 = {2 * frames - 1} temporal positions but the motion modules have "
                     f"{pe_rows}: use at most {(pe_rows + 1) // 2} frames"
                 )
-            warp = FlowWarpContext(flow, official_compat)
+            if warp is None:
+                warp = FlowWarpContext(flow, official_compat)
+            elif warp.official_compat != bool(official_compat):
+                raise ValueError("the FlowWarpContext was made with another official_compat than this call's")
 
         temb = self.frame_embedding(timestep, None, batch, frames, sample.device)
         context = context.to(dtype)

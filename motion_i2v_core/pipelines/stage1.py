@@ -12,22 +12,11 @@ from typing import List, Optional, Sequence
 
 import torch
 
+from motion_i2v_core.models.vae_frames import at_precision
 from motion_i2v_core.motion.control import encode_control, sparse_flow_from_hints
-from motion_i2v_core.schedulers import DDIMSchedule, get_sampler
-from motion_i2v_core.pipelines.common import (
-    LATENT_SCALE,
-    NoiseSource,
-    StepReporter,
-    check_guidance,
-    check_noise,
-    check_text,
-    guided,
-    module_device_dtype,
-    vae_decode_frames,
-    vae_encode_frames,
-)
+from motion_i2v_core.pipelines.common import MAX_FRAMES, check_frames, module_device_dtype, prepare_run
 
-MAX_FRAMES = 16  # stage 2's position table (32 rows) holds 2F-1 tokens
+__all__ = ["FlowPrediction", "MAX_FRAMES", "default_stride", "flow01_to_pixels", "predict_flow"]
 
 
 @dataclass
@@ -45,6 +34,9 @@ class FlowPrediction:
     step_latents: List[torch.Tensor] = field(default_factory=list)
 
 
+STAGE = "stage 1 (Predict Flow)"
+
+
 def default_stride(num_flow_frames: int, motion_speed: float = 1.0) -> List[float]:
     """Temporal offsets (source-video frames) of each predicted frame: 8, 16, ... scaled by speed.
 
@@ -54,14 +46,6 @@ def default_stride(num_flow_frames: int, motion_speed: float = 1.0) -> List[floa
     if not motion_speed > 0:
         raise ValueError(f"motion speed {motion_speed} must be > 0 (1.0 = the official 8..120 stride)")
     return [8.0 * k * float(motion_speed) for k in range(1, num_flow_frames + 1)]
-
-
-def check_frames(num_frames: int) -> None:
-    if not 2 <= int(num_frames) <= MAX_FRAMES:
-        raise ValueError(
-            f"{num_frames} frames requested; Motion-I2V renders 2 to {MAX_FRAMES} frames "
-            f"(its temporal position table has 32 rows for the 2F-1 tokens). Use at most {MAX_FRAMES}."
-        )
 
 
 def flow01_to_pixels(flow01: torch.Tensor, static_mask: torch.Tensor) -> torch.Tensor:
@@ -85,13 +69,6 @@ def neutral_control(flow_vae, flow_frames: int, height: int, width: int) -> torc
     return encode_control(flow_vae, sparse01, sparse_mask, sample=False)
 
 
-def encode_reference(vae, image01: torch.Tensor, noise: Optional[torch.Tensor]) -> torch.Tensor:
-    """0.18215 * posterior of the [0,1] reference image: the mean, or mean + std*noise."""
-    mean, std = vae_encode_frames(vae, image01[None])
-    latent = mean if noise is None else mean + std * noise.to(mean)
-    return latent * LATENT_SCALE
-
-
 @torch.no_grad()
 def predict_flow(
     models,
@@ -111,7 +88,7 @@ def predict_flow(
     noise: Optional[torch.Tensor] = None,
     image_noise: Optional[torch.Tensor] = None,
     official_compat: bool = False,
-    decode_batch: int = 1,
+    decode_batch: Optional[int] = None,
     progress=None,
     cancel=None,
     keep_step_latents: bool = False,
@@ -128,87 +105,46 @@ def predict_flow(
         (only used when official_compat, which samples the posterior instead of taking its mean).
     official_compat: reproduce the official random draws (8-channel noise draw sliced to 4,
         posterior sample of the reference latent). Off: 4-channel draw, posterior mean.
-    decode_batch: flow frames decoded per VAE call (1 = frame by frame, as the official code; more is
-        faster on a GPU with memory to spare).
+    decode_batch: flow frames decoded per VAE call; None = as many as the free memory allows (a fixed
+        chunk on the CPU), 0 = tiled decode. The result does not depend on it beyond rounding.
     progress(step, total, latent) and cancel() are called once per step.
     """
     check_frames(num_frames)
     flow_frames = num_frames - 1
     unet, flow_vae, image_vae = models.unet, models.flow_vae, models.image_vae
-    device, dtype = module_device_dtype(unet)
-    _, height, width = image01.shape
-    if height % 8 or width % 8:
-        raise ValueError(f"image size {width}x{height} must be a multiple of 8 (of 64 for the official models)")
-    h, w = height // 8, width // 8
-    use_cfg = check_guidance(guidance)
-    if use_cfg and uncond is None:
-        raise ValueError("guidance != 1 needs a negative (unconditional) text embedding")
-    cond, uncond = check_text(cond, uncond if use_cfg else None, unet.config.cross_attention_dim, "predict_flow")
-
-    if static_mask is None:
-        static_mask = torch.zeros(height, width)
-    if tuple(static_mask.shape) != (height, width):
-        raise ValueError(f"static mask is {tuple(static_mask.shape)}, expected ({height}, {width}) like the image")
+    run = prepare_run(STAGE, unet, image01, cond, uncond, guidance=guidance, static_mask=static_mask, seed=seed,
+                      sampler=sampler, steps=steps)
+    device, dtype, h, w = run.device, run.dtype, run.h, run.w
 
     stride = list(stride) if stride is not None else default_stride(flow_frames, motion_speed)
     if len(stride) != flow_frames:
         raise ValueError(f"stride has {len(stride)} values, expected {flow_frames} (one per predicted frame)")
 
-    rng = NoiseSource(seed)
     if control is None:
-        control = neutral_control(flow_vae, flow_frames, height, width)
+        control = neutral_control(flow_vae, flow_frames, run.height, run.width)
     expected = (1, 5, flow_frames, h, w)
     if tuple(control.shape) != expected:
         raise ValueError(
             f"control has shape {tuple(control.shape)} but this generation needs {expected} "
-            f"({flow_frames} flow frames at {width}x{height}); encode the motion hints at the same size and frame count"
+            f"({flow_frames} flow frames at {run.width}x{run.height}); encode the motion hints at the same size "
+            "and frame count"
         )
 
     # Random draws, in the official order when official_compat (8 channels drawn, 4 kept).
-    if noise is None:
-        if official_compat:
-            noise = rng.randn((1, 8, flow_frames, h, w), device)[:, :4]
-        else:
-            noise = rng.randn((1, 4, flow_frames, h, w), device)
-    noise = check_noise(noise, (1, 4, flow_frames, h, w), "initial flow noise").to(device, torch.float32)
-    if official_compat and image_noise is None:
-        image_noise = rng.randn((1, 4, h, w), device)
-    ref_latent = encode_reference(image_vae, image01.to(device, dtype), image_noise if official_compat else None)
-    ref_latent = ref_latent[:, :, None].expand(-1, -1, flow_frames, -1, -1)  # (1,4,F-1,h,w)
+    shape = (1, 4, flow_frames, h, w)
+    noise = run.initial_noise(noise, shape, "initial flow noise", (1, 8, *shape[2:]) if official_compat else None)
+    ref_latent = run.reference_latent(image_vae, image01, official_compat, image_noise)
+    ref_b = ref_latent[:, :, None].expand(run.batch, -1, flow_frames, -1, -1).to(dtype)  # (B,4,F-1,h,w)
+    stride_t = torch.tensor([stride], dtype=torch.float32).to(device)
+    control_b = control.to(device, dtype).expand(run.batch, -1, -1, -1, -1)
 
-    stride_t = torch.tensor([stride], dtype=torch.float32, device=device)
-    context = torch.cat([uncond, cond]) if use_cfg else cond
-    context = context.to(device, dtype)
-    batch = 2 if use_cfg else 1
-    control_b = control.to(device, dtype).expand(batch, -1, -1, -1, -1)
-    ref_b = ref_latent.to(dtype).expand(batch, -1, -1, -1, -1)
+    def call(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return unet(torch.cat([ref_b, x], dim=1), t, stride_t, run.context, control=control_b)
 
-    def eps_fn(x: torch.Tensor, t: int, i: int) -> torch.Tensor:
-        sample = torch.cat([ref_b, x.to(dtype).expand(batch, -1, -1, -1, -1)], dim=1)
-        eps = unet(sample, t, stride_t, context, control=control_b).float()
-        return guided(eps, guidance) if use_cfg else eps
+    x, step_latents = run.sample(call, noise, progress=progress, cancel=cancel, keep_step_latents=keep_step_latents)
 
-    schedule = DDIMSchedule()
-    timesteps = schedule.timesteps(steps)
-    reporter = StepReporter(len(timesteps), progress, cancel)
-    step_latents: List[torch.Tensor] = []
-
-    def on_step(i: int, x: torch.Tensor) -> torch.Tensor:
-        if keep_step_latents:
-            step_latents.append(x.detach().clone())
-        reporter.step_done(i, x)
-        return x
-
-    x = get_sampler(sampler)(
-        eps_fn, noise, schedule, timesteps, cancel=reporter.check_cancel, after_step=on_step
-    )
-
-    flow01 = vae_decode_frames(flow_vae, (x[0].transpose(0, 1) / LATENT_SCALE).to(dtype), decode_batch).float()
-    flow = flow01_to_pixels(flow01, static_mask.to(flow01.device)).cpu()
-    return FlowPrediction(
-        flow=flow,
-        static_mask=static_mask.float().cpu(),
-        stride=stride,
-        latents=x.cpu(),
-        step_latents=step_latents,
-    )
+    # The flow is decoded and kept in float32: its [0, 1] values are scaled by the image size.
+    flow01 = run.decode(at_precision(flow_vae, torch.float32, module_device_dtype(flow_vae)[0]), x, decode_batch, "flow")
+    flow = flow01_to_pixels(flow01, run.static_mask.to(flow01.device)).cpu()
+    return FlowPrediction(flow=flow, static_mask=run.static_mask, stride=stride, latents=x.cpu(),
+                          step_latents=step_latents)
