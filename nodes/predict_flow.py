@@ -28,7 +28,9 @@ def sampling_inputs(default_steps: int = 25):
         io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                      tooltip="Seed of the initial noise."),
         io.Combo.Input("sampler", options=sampler_names(), default="ddim",
-                       tooltip="ddim = the official sampler; dpmpp_2m gets similar quality in fewer steps."),
+                       tooltip="ddim = the official sampler. dpmpp_2m = DPM-Solver++(2M), similar quality in fewer "
+                               "steps; second order, except its last step (to zero noise) and any step much longer "
+                               "than the one before, which are first order."),
     ]
 
 
