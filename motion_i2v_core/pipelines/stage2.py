@@ -41,17 +41,9 @@ def render_video(
     flow: torch.Tensor,
     static_mask: Optional[torch.Tensor] = None,
     *,
-    steps: int = 25,
-    guidance: float = 7.0,
-    seed: int = 0,
-    sampler: str = "ddim",
-    noise: Optional[torch.Tensor] = None,
-    image_noise: Optional[torch.Tensor] = None,
-    official_compat: bool = False,
-    decode_batch: Optional[int] = None,
-    progress=None,
-    cancel=None,
-    keep_step_latents: bool = False,
+    steps: int = 25, guidance: float = 7.0, seed: int = 0, sampler: str = "ddim",
+    noise: Optional[torch.Tensor] = None, image_noise: Optional[torch.Tensor] = None, official_compat: bool = False,
+    decode_batch: Optional[int] = None, progress=None, cancel=None, keep_step_latents: bool = False,
 ) -> RenderResult:
     """Render F frames that follow `flow`.
 
