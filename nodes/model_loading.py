@@ -249,7 +249,8 @@ def load_motion_i2v(weights: str, precision: str, appearance_model=None, appeara
         _CACHE.clear()
         cached = None
 
-    handle = MotionI2VModel(name=weights, dtype=dtype, source=f"{ws.layout} weights at {ws.root}")
+    handle = MotionI2VModel(name=weights, dtype=dtype, source=f"{ws.layout} weights at {ws.root}",
+                            missing={stage: ws.missing_message(stage) for stage in (1, 2)})
     if ws.has_stage1:
         if cached is not None and cached.key1 == key1:
             handle.stage1 = cached.handle.stage1

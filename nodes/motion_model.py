@@ -64,11 +64,14 @@ class MotionI2VModel:
     stage2: Optional[object] = None  # Stage2Models
     patchers: dict = field(default_factory=dict)  # part name -> ModelPatcher
     source: str = ""
+    missing: dict = field(default_factory=dict)  # stage -> what is missing for it (WeightSet.missing_message)
 
     def _require(self, stage: int):
         models = self.stage1 if stage == 1 else self.stage2
         if models is None:
             what = "flow prediction (stage 1)" if stage == 1 else "video rendering (stage 2)"
+            if self.missing.get(stage):
+                raise ValueError(f"The weights '{self.name}' cannot be used for {what}: {self.missing[stage]}")
             raise ValueError(f"The weights '{self.name}' have no {what} files.\n{WEIGHTS_HELP}")
         return models
 

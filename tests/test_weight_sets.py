@@ -240,11 +240,124 @@ def test_converted_files_in_the_wrong_slot(converted, tmp_path):
 
 
 def test_fingerprint_survives_dangling_links_and_ignores_sibling_sets(tmp_path):
+    unet = tmp_path / "stage1/StableDiffusion-FlowGen/unet"
     _touch(tmp_path, "stage1/StableDiffusion-FlowGen/unet/diffusion_pytorch_model.bin",
            "Other/flow_unet.safetensors")  # another set below the "." set
-    os.symlink(tmp_path / "nowhere.bin", tmp_path / "stage1/StableDiffusion-FlowGen/unet/broken.bin")
+    os.symlink(tmp_path / "nowhere.bin", unet / "diffusion_pytorch_model.safetensors")
     root = find_weight_sets([tmp_path])["."]
-    before = root.fingerprint()
-    assert any(size is None for _, size, _ in before), "the dangling link is listed as missing"
+    before = dict((path, size) for path, size, _ in root.fingerprint())
+    assert before[str(unet / "diffusion_pytorch_model.safetensors")] is None, "the dangling link counts as missing"
+    assert before[str(unet / "diffusion_pytorch_model.bin")] == 0
     (tmp_path / "Other/flow_unet.safetensors").write_bytes(b"changed")
-    assert root.fingerprint() == before, "files of sibling sets are not part of this set"
+    (unet / "notes.txt").write_bytes(b"not a weight file")
+    assert dict((p, s) for p, s, _ in root.fingerprint()) == before, "only the files the loader reads count"
+    (unet / "diffusion_pytorch_model.bin").write_bytes(b"1234")
+    assert root.fingerprint() != tuple(before.items())
+
+
+# ------------------------------------------------------------------------------------------------
+# bounded searches: links out of a set, loops, entry limits, cached listings
+
+
+@pytest.fixture
+def links():
+    """os.symlink that removes its links afterwards (no link to / or loop stays in a temp folder)."""
+    made = []
+
+    def link(target, path):
+        os.symlink(target, path, target_is_directory=True)
+        made.append(Path(path))
+
+    yield link
+    for path in made:
+        if path.is_symlink():
+            path.unlink()
+
+
+def _count_scandir(monkeypatch):
+    import motion_i2v_core.loading.weight_sets as module
+
+    calls = []
+    real = os.scandir
+
+    def counting(path):
+        calls.append(path)
+        return real(path)
+
+    monkeypatch.setattr(module.os, "scandir", counting)
+    return calls
+
+
+def test_links_to_the_root_or_a_parent_are_not_followed(tmp_path, links, monkeypatch):
+    base = tmp_path / "motion_i2v"
+    _touch(base, *(f"Motion-I2V/{r}" for r in OFFICIAL_FILES))
+    links("/", base / "root")                                    # directly in the model folder
+    links("/", base / "Motion-I2V/stage1/StableDiffusion-FlowGen/root")  # inside a set
+    links(base, base / "Motion-I2V/stage2/loop")                 # a parent: a loop
+    links(tmp_path, base / "Motion-I2V/up")
+    calls = _count_scandir(monkeypatch)
+    sets = find_weight_sets([base])
+    assert list(sets) == ["Motion-I2V"] and sets["Motion-I2V"].has_stage1 and sets["Motion-I2V"].has_stage2
+    assert len(calls) < 20, calls  # the set's own folders only
+    calls.clear()
+    fingerprint = sets["Motion-I2V"].fingerprint()
+    assert calls == [] and all(p.startswith(str(base / "Motion-I2V")) for p, _, _ in fingerprint)
+
+
+def test_links_leave_neither_the_set_nor_the_folder_they_were_found_in(tmp_path, links):
+    outside = tmp_path / "elsewhere"
+    _touch(outside, *(f"mounted/{r}" for r in OFFICIAL_FILES), "stray/stage1/StableDiffusion-FlowGen/unet/config.json")
+    base = tmp_path / "motion_i2v"
+    _touch(base, "mine/vae.safetensors")
+    links(outside / "mounted", base / "Motion-I2V")         # a link directly in the folder mounts a set
+    links(outside / "stray", base / "mine" / "more")        # deeper: it would leave the folder
+    links(outside, base / "Motion-I2V" / "stage2" / "out")  # leaves the mounted set's real folder
+    links(base / "mine", base / "Motion-I2V" / "again")     # not inside the mounted set either
+    assert sorted(find_weight_sets([base])) == ["Motion-I2V", "mine"]
+
+
+def test_symlink_cycles_and_many_entries_end_the_walk(tmp_path, links):
+    base = tmp_path / "motion_i2v"
+    _touch(base, "a/conv/vae.safetensors")
+    deep = base / "a"
+    for i in range(3):  # a -> a/b0 -> a/b0/b1 -> ... each also linking back up
+        links(deep, deep / f"back{i}")
+        deep = deep / f"b{i}"
+        deep.mkdir()
+    assert list(find_weight_sets([base])) == ["a/conv"]
+    many = base / "many"
+    many.mkdir()
+    for i in range(300):
+        (many / f"f{i:03d}.txt").write_bytes(b"")
+    _touch(base, "zz/vae.safetensors")
+    assert "zz" in find_weight_sets([base])
+    limited = find_weight_sets([base], max_entries=50)
+    assert len(limited) <= 2  # stopped early, whatever it had found by then
+
+
+def test_listing_is_cached_until_a_folder_changes(tmp_path, monkeypatch):
+    base = tmp_path / "motion_i2v"
+    _touch(base, *(f"Motion-I2V/{r}" for r in OFFICIAL_FILES), "conv/vae.safetensors")
+    old = 1_000_000_000  # 2001: older than the racy window
+    for folder, dirs, _ in os.walk(base):
+        os.utime(folder, (old, old))
+    first = find_weight_sets([base])
+    calls = _count_scandir(monkeypatch)
+    assert find_weight_sets([base]) == first and calls == []  # answered from the cache: no folder read
+    _touch(base, "new/render_unet.safetensors")  # changes the model folder's modification time
+    again = find_weight_sets([base])
+    assert "new" in again and calls, "a changed folder is read again"
+
+
+def test_missing_files_name_what_a_stage_lacks(tmp_path):
+    shutil.copytree(MODELS, tmp_path / "Motion-I2V")
+    os.remove(tmp_path / "Motion-I2V/stage2/Motion_Module/motion_block.bin")
+    ws = find_weight_sets([tmp_path])["Motion-I2V"]
+    assert ws.has_stage1 and not ws.has_stage2
+    assert ws.missing_files(1) == []
+    assert ws.missing_files(2) == ["stage2/Motion_Module/motion_block.bin (or .safetensors)"]
+    assert ws.missing_message(1) == ""
+    assert ws.missing_message(2).startswith("missing stage2/Motion_Module/motion_block.bin (or .safetensors) in ")
+    assert "huggingface.co/wangfuyun/Motion-I2V" in ws.missing_message(2)
+    _touch(tmp_path, "conv/flow_unet.safetensors")
+    assert find_weight_sets([tmp_path])["conv"].missing_files(1) == ["flow_vae.safetensors", "image_vae.safetensors"]
