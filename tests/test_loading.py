@@ -359,8 +359,38 @@ def test_config_that_does_not_match_the_weights(tmp_path):
     (s1dir / "unet/config.json").write_text(cfg)
     with pytest.raises(CheckpointError) as e:
         load_stage1(s1dir)
-    msg = _short(e.value, "unet/diffusion_pytorch_model.bin")
-    assert "Unexpected" in msg and "config.json" in msg
+    msg = _short(e.value, "unet/config.json")
+    assert msg.startswith(str(s1dir / "unet/config.json")), "the config, not the weights, is named first"
+    assert "layers_per_block is 1 here, the weights have 2" in msg and "restore it" in msg
+
+
+@pytest.mark.parametrize("folder, change, expected", [
+    ("unet", {"layers_per_block": 5000}, "layers_per_block = 5000 is outside the supported range 1..8"),
+    ("unet", {"block_out_channels": "abc"}, "block_out_channels must be a list of integers"),
+    ("unet", {"block_out_channels": [32, 64, 32, 4096 * 2]}, "outside the supported range 1..4096"),
+    ("unet", {"cross_attention_dim": 64}, "cross_attention_dim is 64 here, the weights have 32"),
+    ("unet", {"block_out_channels": [4096, 4096, 4096, 4096], "norm_num_groups": 8},
+     "describes a model of at least"),
+    ("unet", {"attention_head_dim": [[1], 2]}, "per-level head counts"),
+    ("unet", {"down_block_types": 5}, "down_block_types must be a list of block names"),
+    ("unet", {"norm_eps": "x"}, "norm_eps must be a number"),
+    ("unet", {"flip_sin_to_cos": "yes"}, "flip_sin_to_cos must be true or false"),
+    ("vae", {"layers_per_block": 2}, "layers_per_block is 2 here, the weights have 1"),
+    ("vae", {"latent_channels": 1000}, "latent_channels = 1000 is outside"),
+    ("vae", {"scaling_factor": -1}, "scaling_factor must be a number"),
+])
+def test_config_mistakes_name_config_json(tmp_path, folder, change, expected):
+    import json
+
+    s1dir, _ = _stage1_copy(tmp_path)
+    path = s1dir / folder / "config.json"
+    cfg = json.loads(path.read_text())
+    cfg.update(change)
+    path.write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError) as e:
+        load_stage1(s1dir)
+    msg = _short(e.value, path)
+    assert msg.startswith(str(path)) and expected in msg, msg
 
 
 def test_identify_state_dict_kinds():
@@ -373,3 +403,14 @@ def test_identify_state_dict_kinds():
     assert identify_state_dict({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(1)})[0] == "ldm_checkpoint"
     assert identify_state_dict({"input_blocks.0.0.weight": torch.zeros(1)})[0] == "ldm_unet"
     assert identify_state_dict({"encoder.down.0.block.0.conv1.weight": torch.zeros(1)})[0] == "ldm_vae"
+
+
+def test_a_file_that_is_no_checkpoint_is_described_not_echoed(tmp_path):
+    for name, content, looks in (("pointer.bin", b"version https://git-lfs.github.com/spec/v1\noid sha256:secret42\n", "text file"),
+                                 ("odd.bin", b"\x01\x02secret42\x00" * 8, "other binary format")):
+        p = tmp_path / name
+        p.write_bytes(content)
+        with pytest.raises(CheckpointError) as e:
+            read_state_dict(p)
+        msg = _short(e.value, p)
+        assert looks in msg and "secret42" not in msg and "Re-download" in msg

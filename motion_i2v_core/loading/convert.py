@@ -193,6 +193,10 @@ def load_component(path: str | os.PathLike, dtype: torch.dtype | None = torch.fl
     if wanted and component not in wanted:
         raise CheckpointError(f"{path}: this file holds the {component}, expected {' or '.join(wanted)}.")
     cfg = _config_from_meta(meta, path)
+    from motion_i2v_core.loading.config_check import check_config_matches
+
+    check_config_matches(cfg, {k: v for k, v in sd.items() if not k.startswith("controlnet.")},
+                         config_file=f"{path} (its embedded config)", weights_file="its tensors")
     if dtype is None:
         dtype = _DTYPES.get(meta.get(META_PREFIX + "dtype", "float32"), torch.float32)
     return build_and_load(_builder(component, cfg, layers or PLAIN_LAYERS), sd, file=str(path), expected_what=f"{component} "

@@ -91,11 +91,14 @@ def _read_safetensors(path: Path, device: str):
 
 def _read_pickle(path: Path, device: str) -> Any:
     with open(path, "rb") as f:
-        head = f.read(4)
-    if head != _ZIP_MAGIC and head[:1] != bytes([_PICKLE_PROTO]):
+        head = f.read(64)
+    if head[:4] != _ZIP_MAGIC and head[:1] != bytes([_PICKLE_PROTO]):
+        # Say what it looks like, never the bytes themselves (they may be anything, e.g. a private file).
+        looks = ("a text file (an HTML page or a Git LFS pointer instead of the real download?)"
+                 if head and all(32 <= c < 127 or c in b"\t\r\n" for c in head) else "some other binary format")
         raise CheckpointError(
-            f"{path}: not a PyTorch checkpoint nor a safetensors file (unrecognised first bytes "
-            f"{head!r}); the file is corrupt or of another kind. Re-download it.")
+            f"{path}: not a PyTorch checkpoint nor a safetensors file: it looks like {looks}. "
+            f"The file is corrupt or of another kind. Re-download it.")
     try:
         return torch.load(str(path), map_location=device, weights_only=True)
     except Exception as e:

@@ -29,6 +29,7 @@ from torch import nn
 from motion_i2v_core.models.config import UNetConfig, VAEConfig
 from motion_i2v_core.models.operations import torch_ops
 from motion_i2v_core.models.vae import AutoencoderKL, rename_attention_keys
+from motion_i2v_core.loading.config_check import check_config_matches
 from motion_i2v_core.loading.files import find_weight_file, read_state_dict
 from motion_i2v_core.loading.validate import (CheckpointError, check_shapes, check_state_dict, expected_shapes,
                        identify_state_dict, is_pe_key)
@@ -218,8 +219,10 @@ def _load_vae_folder(folder: Path, rel: str, weights_folder: Path, weights_rel: 
             f"{folder / 'config.json'}: in/out channels {cfg.in_channels}/{cfg.out_channels}, the {what} "
             f"needs {channels}/{channels}. Is this the right config.json?")
     path = _require_file(weights_folder, DIFFUSERS_WEIGHTS, weights_rel, f"{what} weights")
-    return load_vae_state_dict(read_state_dict(path), cfg, file=str(path), what=what, dtype=dtype, device=device,
-                               layers=layers)
+    sd = read_state_dict(path)
+    if identify_state_dict(sd)[0] == "vae":  # another kind of file is the file's fault, said below
+        check_config_matches(cfg, sd, config_file=str(folder / "config.json"), weights_file=str(path))
+    return load_vae_state_dict(sd, cfg, file=str(path), what=what, dtype=dtype, device=device, layers=layers)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -284,6 +287,7 @@ def load_stage1(stage1_dir: str | os.PathLike, image_vae_dir: str | os.PathLike 
     if kind not in ("controlnet", "controlnet_unprefixed", "flow_unet_with_controlnet"):
         raise CheckpointError(f"{ctrl_path}: expected the stage-1 ControlNet (keys 'controlnet.*'), "
                               f"but the file looks like {looks}.")
+    check_config_matches(cfg, unet_sd, config_file=str(root / "unet" / "config.json"), weights_file=str(unet_path))
     sd = overlay_controlnet(unet_sd, ctrl_sd)
     del unet_sd, ctrl_sd
     c0 = cfg.block_out_channels[0]
@@ -362,6 +366,8 @@ def load_stage2(stage2_dir: str | os.PathLike, dtype: torch.dtype = torch.float3
     kind, looks = identify_state_dict(sd2d)
     if kind not in ("sd_unet", "sd_unet_3d"):
         raise CheckpointError(f"{src2d}: expected a 2-D SD-1.5 UNet (diffusers names), but it looks like {looks}.")
+    if unet_state_dict is None:  # the set's own file: a disagreement is config.json's (an appearance model's is its own)
+        check_config_matches(cfg, sd2d, config_file=str(unet_dir / "config.json"), weights_file=src2d)
     # the 2-D weights own every non-motion key; motion keys come only from motion_block
     sd2d = {k: v for k, v in sd2d.items() if ".motion_modules." not in k}
 

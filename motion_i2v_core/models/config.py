@@ -1,7 +1,10 @@
 """Model configurations: the UNet (both stages) and the VAEs.
 
 Values come from diffusers-style ``config.json`` dicts (``from_diffusers``); the SD1.5 presets only
-fill in what a checkpoint folder would otherwise provide.
+fill in what a checkpoint folder would otherwise provide. Every field is checked against a plausible
+range (generous around SD-1.5's values) before anything is built, so a mistyped config.json is one
+readable error instead of a model that takes minutes and gigabytes to build; ``min_parameter_count``
+gives a lower bound of the weights a config needs, for comparing with a file's size.
 """
 
 from __future__ import annotations
@@ -16,31 +19,94 @@ _UP_CROSS = ("CrossAttnUpBlock2D", "CrossAttnUpBlock3D")
 _UP_PLAIN = ("UpBlock2D", "UpBlock3D")
 
 
-def _check_positive_int(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+# Accepted ranges (inclusive); SD-1.5 values in the comments.
+MAX_CHANNELS = 4096          # block_out_channels entries (SD-1.5 UNet 1280, VAE 512)
+LEVELS = (2, 6)              # entries of block_out_channels (SD-1.5: 4)
+UNET_RANGES = {
+    "in_channels": (1, 64), "out_channels": (1, 64),            # 8/4 (flow UNet), 4/4 (render UNet)
+    "layers_per_block": (1, 8),                                  # 2
+    "attention_heads": (1, 64),                                  # 8
+    "cross_attention_dim": (1, 4096),                            # 768
+    "norm_num_groups": (1, 128),                                 # 32
+    "motion_module_heads": (1, 64),                              # 8
+    "motion_module_pe_max_len": (1, 1024),                       # 32
+    "motion_module_norm_groups": (1, 128),                       # 32
+    "controlnet_conditioning_channels": (1, 64),                 # 5
+    "controlnet_conditioning_hidden": (1, MAX_CHANNELS),         # 512
+    "freq_shift": (-1000, 1000),                                 # 0
+}
+VAE_RANGES = {
+    "in_channels": (1, 16), "out_channels": (1, 16),             # 3 (image), 2 (flow)
+    "latent_channels": (1, 64),                                  # 4
+    "layers_per_block": (1, 8),                                  # 2
+    "norm_num_groups": (1, 128),                                 # 32
+}
 
 
-def _check_channels(name: str, channels: tuple, divisors: Mapping[str, int]) -> None:
-    if len(channels) < 2:
-        raise ValueError(f"{name} needs at least 2 levels, got {channels!r}")
+def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{name} must be an integer from {lo} to {hi}, got {_shown(value)}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} = {value} is outside the supported range {lo}..{hi}")
+
+
+def _check_number(name: str, value: Any, lo: float, hi: float) -> None:
+    """A positive float field within (lo, hi]."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not lo < value <= hi:
+        raise ValueError(f"{name} must be a number greater than {lo:g} and at most {hi:g}, got {_shown(value)}")
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def int_list(name: str, value: Any) -> tuple:
+    """A config.json list of integers as a tuple (a string is not read as its characters)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise ValueError(f"{name} must be a list of integers such as [320, 640, 1280, 1280], got {_shown(value)}")
+    return tuple(value)
+
+
+def _check_channels(name: str, channels: Any, divisors: Mapping[str, int]) -> tuple:
+    channels = int_list(name, channels)
+    if not LEVELS[0] <= len(channels) <= LEVELS[1]:
+        raise ValueError(f"{name} needs {LEVELS[0]} to {LEVELS[1]} levels, got {len(channels)}: {_shown(list(channels))}")
     for c in channels:
-        _check_positive_int(name, c)
+        _check_int(f"{name} entry", c, 1, MAX_CHANNELS)
         for div_name, div in divisors.items():
             if c % div:
                 raise ValueError(f"{name} entry {c} is not divisible by {div_name}={div}")
+    return channels
+
+
+def _resnet_lower_bound(channels: tuple, convs_per_level: int, extra_convs_last: int) -> int:
+    """Weights of the c -> c 3x3 convolutions alone: a lower bound of the whole network."""
+    return 9 * (convs_per_level * sum(c * c for c in channels) + extra_convs_last * channels[-1] ** 2)
 
 
 def _single_head_count(value: Any) -> int:
     """diffusers 0.11 ``attention_head_dim`` is the number of heads; lists must be uniform."""
     if isinstance(value, (list, tuple)):
-        if len(set(value)) != 1:
+        if len(set(map(repr, value))) != 1:
             raise ValueError(
-                f"attention_head_dim={list(value)!r}: per-level head counts are not supported "
+                f"attention_head_dim={_shown(list(value))}: per-level head counts are not supported "
                 "(Motion-I2V uses one head count, 8, at every level)"
             )
         value = value[0]
     return value
+
+
+def _names(cfg: Mapping[str, Any], key: str) -> tuple:
+    value = cfg.get(key) or ()
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{key} must be a list of block names such as [\"CrossAttnDownBlock2D\", ...], got {_shown(value)}")
+    return tuple(value)
 
 
 @dataclass(frozen=True)
@@ -71,15 +137,12 @@ class UNetConfig:
     controlnet_conditioning_hidden: int = 512
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "block_out_channels", tuple(self.block_out_channels))
-        for name in (
-            "in_channels", "out_channels", "layers_per_block", "attention_heads", "cross_attention_dim",
-            "norm_num_groups", "motion_module_heads", "motion_module_pe_max_len",
-            "motion_module_norm_groups", "controlnet_conditioning_channels",
-            "controlnet_conditioning_hidden",
-        ):
-            _check_positive_int(name, getattr(self, name))
-        _check_channels(
+        for name, (lo, hi) in UNET_RANGES.items():
+            _check_int(name, getattr(self, name), lo, hi)
+        _check_number("norm_eps", self.norm_eps, 0.0, 1.0)
+        _check_bool("flip_sin_to_cos", self.flip_sin_to_cos)
+        _check_bool("stride_embedding", self.stride_embedding)
+        channels = _check_channels(
             "block_out_channels",
             self.block_out_channels,
             {
@@ -89,14 +152,16 @@ class UNetConfig:
                 "motion_module_norm_groups": self.motion_module_norm_groups,
             },
         )
+        object.__setattr__(self, "block_out_channels", channels)
         if self.block_out_channels[0] % 2:
             raise ValueError(
                 f"block_out_channels[0]={self.block_out_channels[0]} must be even (sinusoidal embedding width)"
             )
-        if not (isinstance(self.norm_eps, (int, float)) and self.norm_eps > 0):
-            raise ValueError(f"norm_eps must be a positive number, got {self.norm_eps!r}")
-        if not isinstance(self.freq_shift, (int, float)) or isinstance(self.freq_shift, bool):
-            raise ValueError(f"freq_shift must be a number, got {self.freq_shift!r}")
+
+    def min_parameter_count(self) -> int:
+        """A lower bound of the UNet's weights (its resnets' second convolutions: layers_per_block per
+        level down, one more up, two in the mid block); the motion modules and attentions come on top."""
+        return _resnet_lower_bound(self.block_out_channels, 2 * self.layers_per_block + 1, 2)
 
     @property
     def time_embed_dim(self) -> int:
@@ -113,8 +178,8 @@ class UNetConfig:
         way up) is supported; other layouts raise ValueError.
         """
         cfg = dict(config)
-        down = tuple(cfg.get("down_block_types") or ())
-        up = tuple(cfg.get("up_block_types") or ())
+        down = _names(cfg, "down_block_types")
+        up = _names(cfg, "up_block_types")
         if down and (any(t not in _DOWN_CROSS for t in down[:-1]) or down[-1] not in _DOWN_PLAIN):
             raise ValueError(
                 f"down_block_types={list(down)!r} is not the SD1.5 layout (CrossAttnDownBlock2D x N-1, DownBlock2D)"
@@ -145,7 +210,7 @@ class UNetConfig:
             if src in cfg:
                 values[dst] = cfg[src]
         if "block_out_channels" in cfg:
-            values["block_out_channels"] = tuple(cfg["block_out_channels"])
+            values["block_out_channels"] = int_list("block_out_channels", cfg["block_out_channels"])
             if down and len(down) != len(values["block_out_channels"]):
                 raise ValueError(
                     f"down_block_types has {len(down)} entries but block_out_channels has "
@@ -226,12 +291,16 @@ class VAEConfig:
     scaling_factor: float = 0.18215
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "block_out_channels", tuple(self.block_out_channels))
-        for name in ("in_channels", "out_channels", "latent_channels", "layers_per_block", "norm_num_groups"):
-            _check_positive_int(name, getattr(self, name))
-        _check_channels("block_out_channels", self.block_out_channels, {"norm_num_groups": self.norm_num_groups})
-        if not (isinstance(self.scaling_factor, (int, float)) and self.scaling_factor > 0):
-            raise ValueError(f"scaling_factor must be a positive number, got {self.scaling_factor!r}")
+        for name, (lo, hi) in VAE_RANGES.items():
+            _check_int(name, getattr(self, name), lo, hi)
+        channels = _check_channels("block_out_channels", self.block_out_channels, {"norm_num_groups": self.norm_num_groups})
+        object.__setattr__(self, "block_out_channels", channels)
+        _check_number("scaling_factor", self.scaling_factor, 0.0, 100.0)
+
+    def min_parameter_count(self) -> int:
+        """A lower bound of the VAE's weights (resnet second convolutions: layers_per_block per encoder
+        level, one more per decoder level, two mid blocks of two each)."""
+        return _resnet_lower_bound(self.block_out_channels, 2 * self.layers_per_block + 1, 4)
 
     def replace(self, **changes: Any) -> "VAEConfig":
         return dataclasses.replace(self, **changes)
@@ -248,7 +317,7 @@ class VAEConfig:
             if key in cfg and cfg[key] is not None:
                 values[key] = cfg[key]
         if "block_out_channels" in cfg:
-            values["block_out_channels"] = tuple(cfg["block_out_channels"])
+            values["block_out_channels"] = int_list("block_out_channels", cfg["block_out_channels"])
         values.update(overrides)
         return cls(**values)
 
