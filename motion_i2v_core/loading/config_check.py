@@ -75,4 +75,5 @@ def check_config_matches(cfg: UNetConfig | VAEConfig, sd: Mapping[str, torch.Ten
     if wrong:
         listed = "; ".join(f"{k} is {list(c) if isinstance(c, tuple) else c} here, the weights have "
                            f"{list(v) if isinstance(v, tuple) else v}" for k, c, v in wrong)
-        raise CheckpointError(f"{config_file}: does not match {weights_file}: {listed}. {_CONFIG_FIX}")
+        raise CheckpointError(f"{config_file}: does not match the weights ({listed}; weights: {weights_file}). "
+                              f"{_CONFIG_FIX}")

@@ -133,7 +133,9 @@ def _config_or_error(build: Callable[[], Any], path: Path | str, what: str):
     try:
         return build()
     except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{path}: this {what} configuration is not supported: {e}") from None
+        raise CheckpointError(f"{path}: this {what} configuration is not supported: {e}. Fix that value, or "
+                              f"restore the file from huggingface.co/wangfuyun/Motion-I2V (the same path below "
+                              f"its models/ folder).") from None
 
 
 def motion_overrides(unet_additional_kwargs: Mapping | None) -> dict:
