@@ -38,7 +38,7 @@ STAGE1_MARKER = STAGE1_SUBDIR                      # "stage1/StableDiffusion-Flo
 STAGE2_MARKER = f"{STAGE2_SUBDIR}/Motion_Module"   # "stage2/Motion_Module"
 LAYOUTS = ("official", "converted")
 MAX_DEPTH = 6
-MAX_ENTRIES = 20_000
+MAX_ENTRIES = 5_000  # a models/motion_i2v with several sets has a few hundred
 # A folder changed this recently may change again within its timestamp's granularity: list it again.
 _RACY_NS = 2_000_000_000
 
@@ -198,7 +198,9 @@ def _walk_files(base: str, max_depth: int = MAX_DEPTH, max_entries: int = MAX_EN
     while stack:
         path, rel, depth, bound = stack.pop()
         try:
-            read.append((path, os.stat(path).st_mtime_ns))
+            st = os.stat(path)
+            read.append((path, st.st_mtime_ns))
+            dev = st.st_dev
             with os.scandir(path) as listing:
                 children = []
                 for entry in listing:
@@ -230,13 +232,16 @@ def _walk_files(base: str, max_depth: int = MAX_DEPTH, max_entries: int = MAX_EN
                     child_bound = real  # a set mounted from elsewhere
                 elif not _inside(real, bound):
                     continue
-            try:
-                cst = os.stat(entry.path)
-            except OSError:
+                try:
+                    cst = os.stat(entry.path)
+                except OSError:
+                    continue
+                identity = (cst.st_dev, cst.st_ino)
+            else:
+                identity = (dev, entry.inode())  # a plain folder: no extra stat
+            if identity in seen:
                 continue
-            if (cst.st_dev, cst.st_ino) in seen:
-                continue
-            seen.add((cst.st_dev, cst.st_ino))
+            seen.add(identity)
             stack.append((entry.path, child_rel, depth + 1, child_bound))
     return files, read
 
