@@ -15,7 +15,7 @@ import torch
 from motion_i2v_core.loading.validate import CheckpointError
 from motion_i2v_core.models.config import UNetConfig, VAEConfig
 
-MIN_BYTES_PER_WEIGHT = 2  # fp16 / bf16: the smallest dtype the loaders read
+MIN_BYTES_PER_WEIGHT = 1  # fp8: the smallest dtype a weight file could hold
 _CONFIG_FIX = ("config.json does not describe these weights; restore it from huggingface.co/wangfuyun/Motion-I2V "
                "(the same path below its models/ folder), or replace the weights file if it is not the official one.")
 
@@ -60,7 +60,7 @@ def check_config_matches(cfg: UNetConfig | VAEConfig, sd: Mapping[str, torch.Ten
                          weights_file: str) -> None:
     """Raise CheckpointError naming `config_file` when `cfg` cannot describe `sd`.
 
-    Two checks, both before building: the config's lower bound of weights (at 2 bytes each) must fit
+    Two checks, both before building: the config's lower bound of weights (at MIN_BYTES_PER_WEIGHT each) must fit
     in the tensors read, and its architecture fields must equal the ones read back from the shapes.
     """
     have = state_dict_bytes(sd)
