@@ -7,13 +7,13 @@ import os
 import subprocess
 from pathlib import Path
 
-from test_editor_browser import _browser_dir, browser_tools  # noqa: F401  (fixture)
+from browser_support import browser_dir
 
 SCRIPT = Path(__file__).with_name("notes_e2e.mjs")
 
 
-def test_notes_appear_on_the_node_and_stay_out_of_the_workflow(browser_tools, comfy_server):  # noqa: F811
-    env = dict(os.environ, COMFY_URL=comfy_server.url, MI2V_BROWSER_DIR=str(_browser_dir()),
+def test_notes_appear_on_the_node_and_stay_out_of_the_workflow(browser_tools, comfy_server):
+    env = dict(os.environ, COMFY_URL=comfy_server.url, MI2V_BROWSER_DIR=str(browser_dir()),
                CHROMIUM=browser_tools["chromium"])
     proc = subprocess.run([browser_tools["node"], str(SCRIPT)], env=env, capture_output=True, text=True, timeout=180)
     lines = proc.stdout.strip().splitlines()
