@@ -1,7 +1,7 @@
 """Draw Motion Brush: the artist's motion hints (brush + drag tracks) as a MASK and MI2V_MOTION.
 
 The hints come from the node's editor widget (web/draw_motion_brush.js), whose value is the
-format-v1 JSON string parsed by motion_i2v_core.motion.hints.parse_widget_json. API clients send
+format-v2 JSON string (v1 still read) parsed by motion_i2v_core.motion.hints.parse_widget_json. API clients send
 the same string. An optional MASK input is the starting movable region: the widget's paint strokes
 add to it and its erase strokes remove from it, in drawing order. Optional KJNodes `coord_str`
 tracks are appended after the drawn tracks. The compositing is motion_i2v_core.motion.hints.
@@ -52,9 +52,10 @@ class DrawMotionBrush(io.ComfyNode):
                 HintsJsonType.Input(
                     "hints_json",
                     tooltip=(
-                        'The drawn hints as JSON (format v1): {"version":1,"width":W,"height":H,'
+                        'The drawn hints as JSON (format v2; v1 still loads): {"version":2,"width":W,"height":H,'
                         '"brush":[{"mode":"paint"|"erase","radius":r,"points":[[x,y],...]}],'
-                        '"tracks":[[[x,y],...]]}. "" means no hints.'
+                        '"tracks":[[[x,y],...]],"timing":[null|{"start":f,"end":f|null,"ease_in":b,"ease_out":b}]}'
+                        ' (timing optional, one per track). "" means no hints.'
                     ),
                     extra_dict={"default": EMPTY_HINTS_JSON, "socketless": True},
                 ),

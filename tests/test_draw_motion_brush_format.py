@@ -39,6 +39,8 @@ def same_hints(a: MotionHints, b: MotionHints, atol=0.051):
     for sa, sb in zip(a.brush_strokes, b.brush_strokes):
         assert sa["mode"] == sb["mode"] and abs(sa["radius"] - sb["radius"]) <= atol
         np.testing.assert_allclose(sa["points"], sb["points"], atol=atol)
+    pad = lambda h: [h.timing[i] if i < len(h.timing) else None for i in range(len(h.tracks))]  # noqa: E731
+    assert pad(a) == pad(b)
 
 
 def test_js_writes_what_python_reads():
@@ -47,12 +49,15 @@ def test_js_writes_what_python_reads():
         "brush": [{"mode": "paint", "radius": 17.25, "points": [[10.04, 20.06], [33.333, 44.449]]},
                   {"mode": "erase", "radius": 3, "points": [[-0.04, 359.99]]}],
         "tracks": [[[1.26, 2.24], [100.5, 80.45], [300, 200]], [[5, 6]]],
+        "timing": [{"start": 2, "end": 9, "ease_in": True, "ease_out": False}],
     }
     written = run_js(states=[state])["written"][0]
-    assert " " not in written and json.loads(written)["version"] == 1
+    assert " " not in written and json.loads(written)["version"] == 2
+    assert json.loads(written)["timing"] == [state["timing"][0], None]
     hints = parse_widget_json(written)
     expected = MotionHints(
-        tracks=[np.array(t, float) for t in state["tracks"]], width=640, height=360, brush_strokes=state["brush"]
+        tracks=[np.array(t, float) for t in state["tracks"]], width=640, height=360, brush_strokes=state["brush"],
+        timing=state["timing"],
     )
     same_hints(hints, expected)
     assert json.loads(written)["brush"][1]["points"] == [[0, 360]]  # rounded to 0.1, no "-0"
@@ -60,9 +65,10 @@ def test_js_writes_what_python_reads():
 
 def test_python_written_value_round_trips_through_the_editor():
     original = parse_widget_json(json.dumps({
-        "version": 1, "width": 300, "height": 200,
+        "version": 2, "width": 300, "height": 200,
         "brush": [{"mode": "paint", "radius": 12, "points": [[10, 10], [50.5, 60.25]]}],
         "tracks": [[[20, 30], [40.75, 50], [80, 20]], [[150, 150]]],
+        "timing": [None, {"start": 3, "end": None, "ease_in": False, "ease_out": True}],
     }))
     result = run_js(values=[original.to_widget_json()])["parsed"][0]
     assert result["error"] is None
@@ -72,7 +78,16 @@ def test_python_written_value_round_trips_through_the_editor():
 BAD_VALUES = [
     "{bad", "[]", "null", "3", '"text"',
     '{"width":64,"height":32}',  # no version
-    '{"version":2,"width":64,"height":32}',
+    '{"version":3,"width":64,"height":32}',
+    '{"version":1,"width":64,"height":32,"tracks":[[[1,2]]],"timing":[null]}',
+    '{"version":2,"width":64,"height":32,"tracks":[[[1,2]]],"timing":{}}',
+    '{"version":2,"width":64,"height":32,"tracks":[[[1,2]]],"timing":[null,null]}',
+    '{"version":2,"width":64,"height":32,"tracks":[[[1,2]]],"timing":[{"start":3,"end":3}]}',
+    '{"version":2,"width":64,"height":32,"tracks":[[[1,2]]],"timing":[{"start":-1}]}',
+    '{"version":2,"width":64,"height":32,"tracks":[[[1,2]]],"timing":[{"start":1.5}]}',
+    '{"version":2,"width":64,"height":32,"tracks":[[[1,2]]],"timing":[{"ease_in":1}]}',
+    '{"version":2,"width":64,"height":32,"tracks":[[[1,2]]],"timing":[{"speed":1}]}',
+    '{"version":2,"width":64,"height":32,"tracks":[[[1,2]]],"timing":[[0,4]]}',
     '{"version":true,"width":64,"height":32}',
     '{"version":1,"height":32}',
     '{"version":1,"width":0,"height":32}',
@@ -94,6 +109,9 @@ BAD_VALUES = [
 GOOD_VALUES = [
     "", "   ", "{}",
     '{"version":1,"width":64,"height":32}',
+    '{"version":2,"width":64,"height":32}',
+    '{"version":2,"width":64,"height":32,"tracks":[[[1,2]],[[3,4]]],"timing":[{"start":2,"end":null,"ease_out":true}]}',
+    '{"version":2,"width":64,"height":32,"tracks":[[[1,2]]],"timing":[null]}',
     '{"version":1.0,"width":64.0,"height":32,"brush":null,"tracks":null,"extra":1}',
     '{"version":1,"width":64,"height":32,"tracks":[[[1,2]]],"brush":[{"mode":"erase","radius":0.5,"points":[[3,4]]}]}',
 ]

@@ -65,8 +65,14 @@ def _bad(**changes):
     [
         ("{not json", "not valid JSON", ""),
         ("[1, 2]", "expected a JSON object", ""),
-        (_bad(version=2), "version", "expected 1"),
-        (_bad(version=None), "version", "expected 1"),
+        (_bad(version=3), "version", "expected one of (1, 2)"),
+        (_bad(version=None), "version", "expected one of (1, 2)"),
+        (_bad(timing=[{"start": 2}]), "timing", "version 2"),
+        (dict(_bad(version=2), timing=[{"start": 4, "end": 4}]), "timing[0]", "after start"),
+        (dict(_bad(version=2), timing=[{"start": -1}]), "timing[0].start", "frame index"),
+        (dict(_bad(version=2), timing=[{"ease_in": 1}]), "timing[0].ease_in", "true or false"),
+        (dict(_bad(version=2), timing=[{"speed": 1}]), "timing[0]", "unknown key"),
+        (dict(_bad(version=2), timing=[None] * 9), "timing", "one per track"),
         (_bad(width=0), "width", "positive integer"),
         (_bad(width="512"), "width", "positive integer"),
         (_bad(height=20000), "height", "<= 16384"),
@@ -144,7 +150,7 @@ def test_from_mask_and_resized():
 def test_widget_json_round_trip():
     h = parse_widget_json(GOOD)
     again = parse_widget_json(h.to_widget_json())
-    assert json.loads(h.to_widget_json()) == GOOD
+    assert json.loads(h.to_widget_json()) == dict(GOOD, version=2)  # written as v2, no timing key
     assert [t.tolist() for t in again.tracks] == [t.tolist() for t in h.tracks]
     assert torch.equal(again.movable_mask, h.movable_mask)
     assert json.loads(again.to_widget_json()) == json.loads(h.to_widget_json())

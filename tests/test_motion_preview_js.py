@@ -37,10 +37,10 @@ def run_js(cases):
     return json.loads(proc.stdout)
 
 
-def case(movable, image=None):
+def case(movable, image=None, timing=None):
     painted = None if movable is None else (1 - static_mask(movable, H, W)).flatten().int().tolist()
     return {
-        "tracks": TRACKS, "painted": painted, "width": W, "height": H, "frames": FRAMES,
+        "tracks": TRACKS, "timing": timing, "painted": painted, "width": W, "height": H, "frames": FRAMES,
         "flowUnit": default_flow_unit(H, W), "reach": FALLOFF_FRACTION * max(H, W),
         "edgeRamp": max(2, round(EDGE_FRACTION * min(H, W))), "image": image,
     }
@@ -72,3 +72,20 @@ def test_play_frames_equal_preview_motion():
     assert np.abs(js[0] - image).max() <= 0.5  # frame 0 is the image itself
     diff = np.abs(js - py)
     assert diff.max() <= 1.0, diff.max()  # 8-bit rounding only
+
+
+# Per-track timing (format v2): a late start with easing, a held end, and the default.
+TIMING = [{"start": 1, "end": None, "ease_in": True, "ease_out": False},
+          {"start": 0, "end": 2, "ease_in": True, "ease_out": True}, None]
+
+
+@pytest.mark.parametrize("painted", [False, True])
+def test_play_field_with_track_timing_equals_drags_to_flow(painted):
+    movable = brush() if painted else None
+    hints = MotionHints(tracks=[np.array(t) for t in TRACKS], movable_mask=movable, width=W, height=H, timing=TIMING)
+    flow, _ = drags_to_flow(hints, H, W, FRAMES)
+    untimed, _ = drags_to_flow(MotionHints(tracks=hints.tracks, movable_mask=movable, width=W, height=H), H, W, FRAMES)
+    js = torch.tensor(run_js([case(movable, timing=TIMING)])["flows"][0], dtype=torch.float32)
+    assert (flow - untimed).abs().max() > 1  # the timing changes the field
+    torch.testing.assert_close(flow[-1], untimed[-1])  # every track still ends where it was drawn to
+    torch.testing.assert_close(js.reshape(FRAMES, 2, H, W), flow, atol=1e-3, rtol=1e-4)

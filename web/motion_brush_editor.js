@@ -244,6 +244,7 @@ export class MotionBrushEditor {
     this._edit(() => {
       this.hints.brush = [];
       this.hints.tracks = [];
+      this.hints.timing = [];
       this.activeTrack = -1;
     });
     this._rebuildMask();
@@ -253,6 +254,7 @@ export class MotionBrushEditor {
   clearTracks() {
     this._edit(() => {
       this.hints.tracks = [];
+      this.hints.timing = [];
       this.activeTrack = -1;
     });
   }
@@ -261,6 +263,7 @@ export class MotionBrushEditor {
     if (index < 0 || index >= this.hints.tracks.length) return;
     this._edit(() => {
       this.hints.tracks.splice(index, 1);
+      this.hints.timing?.splice(index, 1);
       this.activeTrack = -1;
     });
   }
@@ -271,6 +274,7 @@ export class MotionBrushEditor {
       track.splice(pointIndex, 1);
       if (track.length === 0) {
         this.hints.tracks.splice(trackIndex, 1);
+        this.hints.timing?.splice(trackIndex, 1);
         this.activeTrack = -1;
       } else {
         this.activeTrack = trackIndex;
@@ -315,6 +319,9 @@ export class MotionBrushEditor {
     this._edit(() => {
       this.hints.tracks.push(this.hints.tracks[index].map(([x, y]) => this._clampToImage([x + d, y + d])));
       this.activeTrack = this.hints.tracks.length - 1;
+      this.hints.timing = this.hints.tracks.map((_, i) => this.hints.timing?.[i] ?? null);
+      const t = this.hints.timing[index];
+      this.hints.timing[this.activeTrack] = t ? { ...t } : null;
     });
   }
 
@@ -918,6 +925,7 @@ export class MotionBrushEditor {
     const sy = rh / height;
     const flows = dragsToFlow({
       tracks: this.hints.tracks.map((t) => t.map(([x, y]) => [x * sx, y * sy])),
+      timing: this.hints.timing,
       painted,
       width: rw,
       height: rh,
@@ -964,7 +972,7 @@ export class MotionBrushEditor {
     this.hints.tracks.forEach((track, i) => this._drawTrack(ctx, track, i));
     ctx.globalAlpha = 1;
     this.hints.tracks.forEach((track, i) => {
-      const [x, y] = this._toCanvas(sampleTrack(track, this.target.frames)[this._playFrame]);
+      const [x, y] = this._toCanvas(sampleTrack(track, this.target.frames, this.hints.timing?.[i])[this._playFrame]);
       ctx.beginPath();
       ctx.arc(x, y, 7, 0, 2 * Math.PI);
       ctx.fillStyle = "#fff";

@@ -1,12 +1,17 @@
-// The Draw Motion Brush widget value, format v1 (see motion_i2v_core/motion_hints.py, the Python
+// The Draw Motion Brush widget value, format v2 (see motion_i2v_core/motion/hints.py, the Python
 // reader, which must accept everything written here):
-//   {"version":1,"width":W,"height":H,
+//   {"version":2,"width":W,"height":H,
 //    "brush":[{"mode":"paint"|"erase","radius":r,"points":[[x,y],...]},...],
-//    "tracks":[[[x,y],...],...]}
+//    "tracks":[[[x,y],...],...],
+//    "timing":[null | {"start":frame,"end":frame|null,"ease_in":bool,"ease_out":bool}, ...]}
+// "timing" (one entry per track, written only when some track has one) is new in v2; a v1 value
+// (no timing) still reads and means the same: every track runs over the whole clip.
 // Coordinates are image pixels (x right, y down), rounded to 0.1. "" and "{}" mean "no hints".
 // The value is written by serializeHints() and read by parseHints(); nothing else touches JSON.
 
-export const HINTS_FORMAT_VERSION = 1;
+export const HINTS_FORMAT_VERSION = 2;
+const READ_VERSIONS = [1, 2];
+const MAX_FRAME = 10000;
 export const DEFAULT_WIDTH = 512;
 export const DEFAULT_HEIGHT = 320;
 const MAX_SIZE = 16384;
@@ -14,7 +19,7 @@ const BRUSH_MODES = ["paint", "erase"];
 
 /** Editor state with nothing drawn, in a `width x height` image space. */
 export function emptyHints(width = DEFAULT_WIDTH, height = DEFAULT_HEIGHT) {
-  return { width, height, brush: [], tracks: [] };
+  return { width, height, brush: [], tracks: [], timing: [] };
 }
 
 export function isEmptyHints(hints) {
@@ -23,16 +28,27 @@ export function isEmptyHints(hints) {
 
 const round1 = (v) => Math.round(v * 10) / 10 || 0; // `|| 0` turns -0 into 0
 
+/** True when a track timing changes nothing (whole clip, no easing); null counts as default. */
+export function isDefaultTiming(t) {
+  return !t || ((t.start ?? 0) === 0 && t.end == null && !t.ease_in && !t.ease_out);
+}
+
 /** The only writer of the widget value: compact JSON, fixed key order, numbers rounded to 0.1. */
 export function serializeHints(hints) {
   const pt = ([x, y]) => [round1(x), round1(y)];
-  return JSON.stringify({
+  const value = {
     version: HINTS_FORMAT_VERSION,
     width: hints.width,
     height: hints.height,
     brush: hints.brush.map((s) => ({ mode: s.mode, radius: round1(s.radius), points: s.points.map(pt) })),
     tracks: hints.tracks.map((t) => t.map(pt)),
-  });
+  };
+  const timing = hints.tracks.map((_, i) => hints.timing?.[i] ?? null);
+  if (timing.some((t) => !isDefaultTiming(t))) {
+    value.timing = timing.map((t) =>
+      isDefaultTiming(t) ? null : { start: t.start ?? 0, end: t.end ?? null, ease_in: !!t.ease_in, ease_out: !!t.ease_out });
+  }
+  return JSON.stringify(value);
 }
 
 class HintsFormatError extends Error {}
@@ -77,8 +93,8 @@ function readHints(text) {
   const obj = typeof text === "string" ? JSON.parse(text) : text;
   if (obj === null || typeof obj !== "object" || Array.isArray(obj)) throw new HintsFormatError("expected a JSON object");
   if (Object.keys(obj).length === 0) return emptyHints();
-  if (obj.version !== HINTS_FORMAT_VERSION) {
-    throw new HintsFormatError(`version: expected ${HINTS_FORMAT_VERSION}, got ${JSON.stringify(obj.version)}`);
+  if (!READ_VERSIONS.includes(obj.version)) {
+    throw new HintsFormatError(`version: expected one of ${READ_VERSIONS.join(", ")}, got ${JSON.stringify(obj.version)}`);
   }
   const width = readSize(obj, "width");
   const height = readSize(obj, "height");
@@ -94,7 +110,30 @@ function readHints(text) {
   const tracksIn = obj.tracks ?? [];
   if (!Array.isArray(tracksIn)) throw new HintsFormatError("tracks: expected a list of tracks");
   const tracks = tracksIn.map((t, i) => readPoints(t, `tracks[${i}]`));
-  return { width, height, brush, tracks };
+  if (obj.version < 2 && "timing" in obj) throw new HintsFormatError("timing: per-track timing needs format version 2");
+  const timingIn = (obj.version >= 2 ? obj.timing : null) ?? [];
+  if (!Array.isArray(timingIn)) throw new HintsFormatError("timing: expected a list of track timings");
+  if (timingIn.length > tracks.length) throw new HintsFormatError(`timing: ${timingIn.length} entries for ${tracks.length} tracks`);
+  const timing = tracks.map((_, i) => readTiming(timingIn[i] ?? null, `timing[${i}]`));
+  return { width, height, brush, tracks, timing };
+}
+
+const isFrame = (v) => Number.isInteger(v) && v >= 0 && v <= MAX_FRAME;
+
+function readTiming(t, path) {
+  if (t === null) return null;
+  if (typeof t !== "object" || Array.isArray(t)) throw new HintsFormatError(`${path}: expected null or {start, end, ease_in, ease_out}`);
+  const extra = Object.keys(t).find((k) => !["start", "end", "ease_in", "ease_out"].includes(k));
+  if (extra !== undefined) throw new HintsFormatError(`${path}: unknown key ${JSON.stringify(extra)}`);
+  const start = t.start ?? 0;
+  const end = t.end ?? null;
+  if (!isFrame(start)) throw new HintsFormatError(`${path}.start: expected a frame index 0..${MAX_FRAME}`);
+  if (end !== null && !isFrame(end)) throw new HintsFormatError(`${path}.end: expected a frame index 0..${MAX_FRAME} or null`);
+  if (end !== null && end <= start) throw new HintsFormatError(`${path}: end frame must come after start frame`);
+  for (const k of ["ease_in", "ease_out"]) {
+    if (t[k] !== undefined && typeof t[k] !== "boolean") throw new HintsFormatError(`${path}.${k}: expected true or false`);
+  }
+  return { start, end, ease_in: !!t.ease_in, ease_out: !!t.ease_out };
 }
 
 /** The same hints in a `width x height` image space (per-axis scaling, as MotionHints.resized). */
@@ -107,5 +146,6 @@ export function rescaleHints(hints, width, height) {
     height,
     brush: hints.brush.map((s) => ({ mode: s.mode, radius: s.radius * Math.sqrt(sx * sy), points: s.points.map(pt) })),
     tracks: hints.tracks.map((t) => t.map(pt)),
+    timing: (hints.timing ?? []).slice(),
   };
 }

@@ -49,6 +49,7 @@ function boxMean(values, width, height, r) {
  * Dense flow from tracks and brush on a `width x height` raster (all lengths in raster pixels).
  * @param {object} o
  * @param {number[][][]} o.tracks tracks of [x, y] points
+ * @param {(object|null)[]} [o.timing] per-track timing parallel to `tracks` (track_sampling.js:timingProgress)
  * @param {ArrayLike<number>|null} o.painted 1 = painted (may move), per pixel; null = nothing painted
  * @param {number} o.frames frames including the reference frame (>= 2)
  * @param {number} o.flowUnit half-size of each track's drag square
@@ -56,15 +57,15 @@ function boxMean(values, width, height, r) {
  * @param {number} o.edgeRamp width of the soft edge just inside the painted border
  * @returns {{dx: Float32Array, dy: Float32Array}[]} one per frame; frame 0 is zero
  */
-export function dragsToFlow({ tracks, painted, width, height, frames, flowUnit, reach, edgeRamp }) {
+export function dragsToFlow({ tracks, timing, painted, width, height, frames, flowUnit, reach, edgeRamp }) {
   const n = width * height;
   const flow = Array.from({ length: frames }, () => ({ dx: new Float32Array(n), dy: new Float32Array(n) }));
   const paths = [];
-  for (const track of tracks) {
+  for (const [index, track] of tracks.entries()) {
     let p = track.map(([x, y]) => [Math.min(Math.max(x, 0), width - 1), Math.min(Math.max(y, 0), height - 1)]);
     if (p.length === 1) p = [p[0], [p[0][0] + 1, p[0][1] + 1]]; // a single click: the app's 1 px anchor drift
     if (painted && !(painted[Math.trunc(p[0][1]) * width + Math.trunc(p[0][0])] > 0)) continue;
-    paths.push(sampleTrack(p, frames));
+    paths.push(sampleTrack(p, frames, timing?.[index] ?? null));
   }
   if (!paths.length) return flow;
   const u = Math.trunc(flowUnit);

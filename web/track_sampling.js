@@ -53,11 +53,31 @@ export function pchipInterpolate(x, y, xq) {
 
 const linspace = (n) => Array.from({ length: n }, (_, i) => (n === 1 ? 0 : i / (n - 1)));
 
+/**
+ * Where along its path a track is at each of `frames` frames, 0..1 (trajectories.py:timing_progress):
+ * still before `start`, held after `end` (null = last frame), both clamped into the clip; easing
+ * in u^2, out 1-(1-u)^2, both smoothstep. No timing = linspace(frames).
+ */
+export function timingProgress(timing, frames) {
+  const last = frames - 1;
+  const defaultTiming = !timing || ((timing.start ?? 0) === 0 && timing.end == null && !timing.ease_in && !timing.ease_out);
+  if (defaultTiming || last < 1) return linspace(frames);
+  const start = Math.min(Math.max(timing.start ?? 0, 0), last - 1);
+  const end = timing.end == null ? last : Math.min(Math.max(timing.end, start + 1), last);
+  return Array.from({ length: frames }, (_, k) => {
+    const u = Math.min(Math.max((k - start) / (end - start), 0), 1);
+    if (timing.ease_in && timing.ease_out) return u * u * (3 - 2 * u);
+    if (timing.ease_in) return u * u;
+    if (timing.ease_out) return 1 - (1 - u) ** 2;
+    return u;
+  });
+}
+
 /** Positions of a track at each of `frames` frames; a one-point track (static anchor) stays put. */
-export function sampleTrack(points, frames = 16) {
+export function sampleTrack(points, frames = 16, timing = null) {
   if (points.length === 1) return Array.from({ length: frames }, () => [points[0][0], points[0][1]]);
   const t = linspace(points.length);
-  const tq = linspace(frames);
+  const tq = timingProgress(timing, frames);
   const xs = pchipInterpolate(t, points.map((p) => p[0]), tq);
   const ys = pchipInterpolate(t, points.map((p) => p[1]), tq);
   return xs.map((x, i) => [x, ys[i]]);

@@ -60,7 +60,8 @@ def sparse_flow_from_hints(
     if hints is None:
         hints = MotionHints()
     tracks, movable, warnings = hints_to_target(hints, height, width)
-    drag, mask, w2 = tracks_to_drag(tracks, height, width, num_frames=num_frames, flow_unit=flow_unit)
+    drag, mask, w2 = tracks_to_drag(tracks, height, width, num_frames=num_frames, flow_unit=flow_unit,
+                                    timing=hints.timing)
     warnings.extend(w2)
     static = static_mask(movable, height, width)  # 1 = static
     drag = drag * (1.0 - static)

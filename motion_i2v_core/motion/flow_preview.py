@@ -196,7 +196,7 @@ def drags_to_flow(hints, height: int, width: int, num_frames: int, flow_unit: in
     from motion_i2v_core.motion.brush import static_mask  # the brush stack is only needed here
     from motion_i2v_core.motion.control import hints_to_target
     from motion_i2v_core.motion.hints import MotionHints
-    from motion_i2v_core.motion.trajectories import default_flow_unit, resample_track
+    from motion_i2v_core.motion.trajectories import default_flow_unit, track_path
 
     if height % 8 or width % 8 or height <= 0 or width <= 0:
         raise ValueError(f"size {width}x{height} must be positive multiples of 8")
@@ -207,12 +207,13 @@ def drags_to_flow(hints, height: int, width: int, num_frames: int, flow_unit: in
     static = static_mask(movable, height, width)
     painted = 1 - static if static.any() else None
     paths = []
-    for track in tracks:
+    timing = hints.timing if hints is not None else []
+    for index, track in enumerate(tracks):
         p = np.clip(np.asarray(track, np.float64).reshape(-1, 2), 0, [width - 1, height - 1])
         if p.shape[0] == 1:
             p = np.concatenate([p, p + 1.0])  # a single click: the app's 1 px anchor drift
         if painted is None or painted[int(p[0, 1]), int(p[0, 0])] > 0:
-            paths.append(resample_track(p, num_frames))
+            paths.append(track_path(p, num_frames, timing[index] if index < len(timing) else None))
     flow = torch.zeros(num_frames, 2, height, width)
     if not paths:
         return flow, static

@@ -1,7 +1,7 @@
 """Motion hints: drag tracks + motion brush, as drawn by the artist.
 
 Sources:
-* the editor widget's JSON value (format v1, see :func:`parse_widget_json`),
+* the editor widget's JSON value (format v2, v1 still read, see :func:`parse_widget_json`),
 * KJNodes' spline editor ``coord_str`` (:func:`parse_coord_str`),
 * a ComfyUI MASK used as the brush (:meth:`MotionHints.from_mask`).
 
@@ -24,7 +24,10 @@ import torch
 
 from motion_i2v_core.motion.brush import check_brush_work, rasterize_brush
 
-WIDGET_FORMAT_VERSION = 1
+WIDGET_FORMAT_VERSION = 2    # v2 = v1 + optional per-track "timing"; v1 means "no timing"
+READ_FORMAT_VERSIONS = (1, 2)
+MAX_FRAME = 10_000           # timing start/end frame indices
+TIMING_KEYS = ("start", "end", "ease_in", "ease_out")
 MAX_SIZE = 16384
 BRUSH_MODES = ("paint", "erase")
 # Bounds of what the readers accept. The editor writes far less: a vertex every 0.2 radius, a radius
@@ -48,6 +51,9 @@ class MotionHints:
         None = nothing painted = everything movable
     :param brush_strokes: the strokes the mask was rasterised from (kept for round trips)
     :param warnings: problems that were repaired (e.g. clamped points), for the user
+    :param timing: per-track timing, parallel to ``tracks`` (may be shorter): None = the whole clip,
+        or ``{"start": frame, "end": frame or None, "ease_in": bool, "ease_out": bool}``
+        (see ``trajectories.track_path``)
     """
 
     tracks: list = field(default_factory=list)
@@ -56,6 +62,7 @@ class MotionHints:
     height: int = 0
     warnings: list = field(default_factory=list)
     brush_strokes: list = field(default_factory=list)
+    timing: list = field(default_factory=list)
 
     @property
     def is_empty(self) -> bool:
@@ -91,10 +98,10 @@ class MotionHints:
              "points": [[x * sx, y * sy] for x, y in s["points"]]}
             for s in self.brush_strokes
         ]
-        return MotionHints(tracks, mask, int(width), int(height), list(self.warnings), strokes)
+        return MotionHints(tracks, mask, int(width), int(height), list(self.warnings), strokes, list(self.timing))
 
     def to_widget_json(self) -> str:
-        """Widget value (format v1). The brush is written from ``brush_strokes`` (a raster-only
+        """Widget value (format v2). The brush is written from ``brush_strokes`` (a raster-only
         mask, e.g. from :meth:`from_mask`, cannot be expressed as strokes and is left out)."""
         value = {
             "version": WIDGET_FORMAT_VERSION,
@@ -106,6 +113,8 @@ class MotionHints:
             ],
             "tracks": [[[_num(x), _num(y)] for x, y in np.asarray(t).reshape(-1, 2)] for t in self.tracks],
         }
+        if any(self.timing):
+            value["timing"] = [self.timing[i] if i < len(self.timing) else None for i in range(len(self.tracks))]
         return json.dumps(value, separators=(",", ":"))
 
 
@@ -248,8 +257,41 @@ def _list_field(value: dict, key: str, what: str) -> list:
     return items
 
 
+def _timing(v, path: str) -> dict | None:
+    if v is None:
+        return None
+    if not isinstance(v, dict):
+        raise ValueError(f"{path}: expected null or {{start, end, ease_in, ease_out}}, got {_short(v)}")
+    extra = sorted(set(v) - set(TIMING_KEYS))
+    if extra:
+        raise ValueError(f"{path}: unknown key {_short(extra[0])} (expected {', '.join(TIMING_KEYS)})")
+    out = {}
+    for key in ("start", "end"):
+        f = v.get(key, 0 if key == "start" else None)
+        if isinstance(f, float) and f.is_integer():
+            f = int(f)
+        if f is None and key == "end":
+            out[key] = None
+            continue
+        if not isinstance(f, int) or isinstance(f, bool) or not 0 <= f <= MAX_FRAME:
+            raise ValueError(f"{path}.{key}: expected a frame index 0..{MAX_FRAME}"
+                             f"{' or null (the last frame)' if key == 'end' else ''}, got {_short(f)}")
+        out[key] = f
+    if out["end"] is not None and out["end"] <= out["start"]:
+        raise ValueError(f"{path}: end frame {out['end']} must come after start frame {out['start']}")
+    for key in ("ease_in", "ease_out"):
+        e = v.get(key, False)
+        if not isinstance(e, bool):
+            raise ValueError(f"{path}.{key}: expected true or false, got {_short(e)}")
+        out[key] = e
+    return out
+
+
 def parse_widget_json(value, rasterize: bool = True) -> MotionHints:
-    """Parse the editor widget value (format v1; a JSON string or an already decoded dict).
+    """Parse the editor widget value (format v2 or v1; a JSON string or an already decoded dict).
+
+    v2 adds an optional ``timing`` list parallel to ``tracks`` (null or
+    ``{start, end, ease_in, ease_out}`` per track); v1 has no timing and means exactly what it did.
 
     ``""``, ``"{}"``, ``None`` and ``{}`` mean "no hints". Every error is a ValueError naming the
     field path (e.g. ``tracks[1][2]``) and what was expected, or the limit that was exceeded.
@@ -268,8 +310,9 @@ def parse_widget_json(value, rasterize: bool = True) -> MotionHints:
     if not value:
         return MotionHints()
     version = value.get("version")
-    if version != WIDGET_FORMAT_VERSION or isinstance(version, bool):
-        raise ValueError(f"version: expected {WIDGET_FORMAT_VERSION}, got {_short(version)} (unknown motion-hints format)")
+    if version not in READ_FORMAT_VERSIONS or isinstance(version, bool):
+        raise ValueError(f"version: expected one of {READ_FORMAT_VERSIONS}, got {_short(version)} "
+                         f"(unknown motion-hints format)")
     width = _size(value, "width")
     height = _size(value, "height")
     area, budget = _Range(width, height), _Budget()
@@ -283,13 +326,19 @@ def parse_widget_json(value, rasterize: bool = True) -> MotionHints:
     _count(tracks_in, MAX_TRACKS, "tracks", "tracks")
     tracks = [np.asarray(_points(t, f"tracks[{i}]", "a track", area, budget, MAX_TRACK_POINTS), np.float64)
               for i, t in enumerate(tracks_in)]
+    timing_in = _list_field(value, "timing", "track timings") if version >= 2 else []
+    if version < 2 and "timing" in value:
+        raise ValueError("timing: per-track timing needs format version 2 (this value says version 1)")
+    if len(timing_in) > len(tracks):
+        raise ValueError(f"timing: {len(timing_in)} entries for {len(tracks)} tracks (expected one per track)")
+    timing = [_timing(t, f"timing[{i}]") for i, t in enumerate(timing_in)]
 
     movable = None
     if strokes and rasterize:
         m = rasterize_brush(strokes, width, height)
         if bool(m.any()):
             movable = m
-    return MotionHints(tracks, movable, width, height, [], strokes)
+    return MotionHints(tracks, movable, width, height, [], strokes, timing)
 
 
 # --------------------------------------------------------------------------------------------
@@ -382,6 +431,7 @@ def build_motion_hints(hints_json, width: int, height: int, mask=None, coord_str
         height=height,
         warnings=warnings,
         brush_strokes=hints.brush_strokes,
+        timing=list(hints.timing),
     )
 
 

@@ -109,6 +109,55 @@ def resample_track(points, num_points: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
+# Per-track timing (widget format v2)
+# --------------------------------------------------------------------------------------------
+
+def is_default_timing(timing) -> bool:
+    """True when ``timing`` (dict or None) changes nothing: whole clip, no easing."""
+    return (not timing or (int(timing.get("start") or 0) == 0 and timing.get("end") is None
+                           and not timing.get("ease_in") and not timing.get("ease_out")))
+
+
+def timing_progress(timing, num_points: int) -> np.ndarray:
+    """Where along its drawn path a track is at each of ``num_points`` frames, 0 .. 1.
+
+    Frame ``k`` (0 = the input image) is at ``u = (k - start) / (end - start)`` clipped to [0, 1], so
+    the track is still before ``start`` and held after ``end``; ``end`` None = the last frame. Both
+    are clamped into the clip (a timing saved for a longer clip still plays). Easing bends ``u``:
+    in only ``u^2``, out only ``1 - (1 - u)^2``, both the smoothstep ``3u^2 - 2u^3``.
+    """
+    last = num_points - 1
+    k = np.arange(num_points, dtype=np.float64)
+    if is_default_timing(timing) or last < 1:
+        return k / max(last, 1)
+    start = min(max(int(timing.get("start") or 0), 0), last - 1)
+    end = timing.get("end")
+    end = last if end is None else min(max(int(end), start + 1), last)
+    u = np.clip((k - start) / (end - start), 0.0, 1.0)
+    ease_in, ease_out = bool(timing.get("ease_in")), bool(timing.get("ease_out"))
+    if ease_in and ease_out:
+        return u * u * (3.0 - 2.0 * u)
+    if ease_in:
+        return u * u
+    if ease_out:
+        return 1.0 - (1.0 - u) ** 2
+    return u
+
+
+def track_path(points, num_points: int, timing=None) -> np.ndarray:
+    """A track's position at each of ``num_points`` frames: :func:`resample_track`, re-timed.
+
+    Without timing (format v1, or v2 defaults) this is exactly :func:`resample_track`.
+    """
+    if is_default_timing(timing):
+        return resample_track(points, num_points)
+    p = np.asarray(points, dtype=np.float64)
+    t = np.linspace(0.0, 1.0, p.shape[0])
+    u = timing_progress(timing, num_points)
+    return np.stack([pchip_interpolate(t, p[:, 0], u), pchip_interpolate(t, p[:, 1], u)], axis=1)
+
+
+# --------------------------------------------------------------------------------------------
 # Drag squares
 # --------------------------------------------------------------------------------------------
 
@@ -154,6 +203,7 @@ def tracks_to_drag(
     num_frames: int = 15,
     flow_unit: int | None = None,
     truncate_points: bool = False,
+    timing=None,
 ):
     """Rasterise drag tracks into per-frame displacement squares, as the official app does.
 
@@ -161,6 +211,7 @@ def tracks_to_drag(
     :param num_frames: number of flow frames F (video length - 1; 15 for the 16-frame model)
     :param flow_unit: half-size u of the square; None -> :func:`default_flow_unit`
     :param truncate_points: truncate points to integers first (the app's ``int()`` on clicks)
+    :param timing: per-track timing dicts or None, parallel to ``tracks`` (see :func:`track_path`)
     :return: ``(drag, mask, warnings)``: drag (2, F, H, W) float32 with ch0 = dx / W and
         ch1 = dy / H; mask (F, H, W) float32, 1 inside the squares; list of warning strings
         (points clamped into the image).
@@ -179,7 +230,7 @@ def tracks_to_drag(
         if p.shape[0] == 1:
             # A single click is an anchor drifting 1 px diagonally by the last frame (app behaviour).
             p = np.concatenate([p, p + 1.0], axis=0)
-        path = resample_track(p, num_frames + 1)
+        path = track_path(p, num_frames + 1, timing[index] if timing and index < len(timing) else None)
         x0, y0 = path[0]
         rows = slice(max(int(y0) - u, 0), int(y0) + u)
         cols = slice(max(int(x0) - u, 0), int(x0 + u))
