@@ -93,7 +93,7 @@ def test_editor_in_real_browser(mode, browser_tools, frontend_server, reference_
     assert checks["widgetValueEqualsSerialized"]
     assert " " not in value and len(value) < 4000
     data = json.loads(value)
-    assert (data["version"], data["width"], data["height"]) == (1, IMAGE_W, IMAGE_H)
+    assert (data["version"], data["width"], data["height"]) == (2, IMAGE_W, IMAGE_H)
     paint, erase = data["brush"]
     assert (paint["mode"], paint["radius"], erase["mode"], erase["radius"]) == ("paint", plan["paintRadius"], "erase", plan["eraseRadius"])
     assert_points_close([paint["points"][0], paint["points"][-1]], [plan["paint"][0], plan["paint"][-1]], "paint stroke ends")
