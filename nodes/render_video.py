@@ -10,7 +10,8 @@ from motion_i2v_core.pipelines.stage2 import render_video
 from .predict_flow import compat_input, sampling_inputs
 from .progress import StepProgress
 from .sizes import MAX_FRAMES
-from .types import CATEGORY, FlowField, FlowType, ModelType, conditioning_to_text, frames_to_image, image_to_core
+from .types import (CATEGORY, FlowField, FlowType, ModelType, conditioning_to_text, frames_to_image, image_to_core,
+                    latents_to_comfy)
 
 
 class RenderVideo(io.ComfyNode):
@@ -22,7 +23,8 @@ class RenderVideo(io.ComfyNode):
             category=CATEGORY,
             description=(
                 "Stage 2: renders the video frames so that they follow the flow, keeping the look of the first "
-                "frame. The output is a batch of images: connect Save Animated WEBP, Save Video or Video Combine."
+                "frame. The output is a batch of images (connect Save Animated WEBP, Save Video or Video Combine) and "
+                "the same video as an SD-1.5 LATENT for ComfyUI's own samplers, upscalers and VAE Decode."
             ),
             inputs=[
                 ModelType.Input("model", tooltip="From Load Motion-I2V (its stage-2 weights)."),
@@ -33,7 +35,12 @@ class RenderVideo(io.ComfyNode):
                 *sampling_inputs(),
                 compat_input(),
             ],
-            outputs=[io.Image.Output("frames", tooltip="The video frames, the first one being the input image.")],
+            outputs=[
+                io.Image.Output("frames", tooltip="The video frames, the first one being the input image."),
+                io.Latent.Output("latent", tooltip=(
+                    "The same video as an SD-1.5 LATENT, one batch item per frame: refine it with KSampler, "
+                    "upscale it or decode it with any SD-1.5 VAE using ComfyUI's own nodes.")),
+            ],
         )
 
     @classmethod
@@ -52,4 +59,4 @@ class RenderVideo(io.ComfyNode):
             steps=steps, guidance=cfg, seed=seed, sampler=sampler, official_compat=official_compat,
             progress=progress, cancel=progress.cancel,
         )
-        return io.NodeOutput(frames_to_image(result.frames))
+        return io.NodeOutput(frames_to_image(result.frames), latents_to_comfy(result.latents))

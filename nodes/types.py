@@ -14,6 +14,8 @@ from typing import Any, Optional
 import torch
 from comfy_api.latest import io
 
+from motion_i2v_core.pipelines.common import LATENT_SCALE
+
 CATEGORY = "Motion-I2V"
 log = logging.getLogger("motion_i2v")
 
@@ -79,6 +81,18 @@ def image_to_core(image: torch.Tensor, what: str = "image") -> torch.Tensor:
     elif channels != 3:
         raise ValueError(f"{what}: expected 1, 3 or 4 colour channels, got {channels}")
     return image[0].permute(2, 0, 1).float().clamp(0, 1).contiguous().cpu()
+
+
+def latents_to_comfy(latents: torch.Tensor) -> dict:
+    """Core video latents (1, 4, F, h, w), scaled by SD-1.5's factor, -> a ComfyUI LATENT.
+
+    ComfyUI keeps LATENT samples as the VAE gives them (its SD15 latent format scales them on the way
+    into a model), so the factor is taken off: VAE Decode, KSampler (img2img), upscalers work as on
+    any SD-1.5 latent, one batch item per frame."""
+    if latents.ndim != 5 or latents.shape[0] != 1:
+        raise ValueError(f"expected video latents (1, C, F, h, w), got {tuple(latents.shape)}")
+    samples = latents[0].transpose(0, 1) / LATENT_SCALE
+    return {"samples": samples.detach().float().contiguous().cpu()}
 
 
 def frames_to_image(frames: torch.Tensor) -> torch.Tensor:

@@ -128,6 +128,24 @@ class TestSaveTensor(io.ComfyNode):
         return io.NodeOutput(ui={"mi2v_tensors": [{"filename": os.path.basename(path), "subfolder": "mi2v_tensors"}]})
 
 
+class TestSaveLatent(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return schema("MI2VTestSaveLatent", "Test Save Latent", [io.Latent.Input("latent"), io.String.Input("name")],
+                      [], output_node=True)
+
+    @classmethod
+    def execute(cls, latent, name):
+        import folder_paths
+        from safetensors.torch import save_file
+
+        folder = os.path.join(folder_paths.get_output_directory(), "mi2v_tensors")
+        os.makedirs(folder, exist_ok=True)
+        save_file({"samples": latent["samples"].detach().float().cpu().contiguous()},
+                  os.path.join(folder, f"{name}.latent.safetensors"))
+        return io.NodeOutput()
+
+
 class TestInterruptAfterSteps(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -186,7 +204,7 @@ class TestInspect(io.ComfyNode):
 
 class TestingPack(ComfyExtension):
     async def get_node_list(self):
-        return [TestConditioning, TestTinySD15Model, TestSaveTensor, TestInterruptAfterSteps, TestInspect]
+        return [TestConditioning, TestTinySD15Model, TestSaveTensor, TestSaveLatent, TestInterruptAfterSteps, TestInspect]
 
 
 async def comfy_entrypoint():
