@@ -6,7 +6,7 @@
 // image -> canvas CSS pixels with one fit transform (_fit); mouse events go through _eventToImage,
 // which divides by the on-screen size of the canvas, so the graph's zoom never leaks into the data.
 
-import { emptyHints, isEmptyHints, parseHints, rescaleHints, serializeHints } from "./motion_hints_format.js";
+import { emptyHints, isDefaultTiming, isEmptyHints, parseHints, rescaleHints, serializeHints } from "./motion_hints_format.js";
 import { dragsToFlow, targetInImage, warpImage } from "./motion_preview.js";
 import { sampleTrack } from "./track_sampling.js";
 
@@ -35,6 +35,11 @@ const STYLE = `
 .mi2v-toolbar button:disabled { opacity:0.4; cursor:default; }
 .mi2v-toolbar label { display:flex; align-items:center; gap:3px; }
 .mi2v-toolbar input[type=range] { width:70px; }
+.mi2v-timing { display:flex; flex-wrap:nowrap; gap:6px; align-items:center; height:20px; overflow:hidden; }
+.mi2v-timing label { display:flex; align-items:center; gap:3px; white-space:nowrap; }
+.mi2v-timing input[type=number] { width:42px; font:11px sans-serif; background:#222; color:#ddd; border:1px solid #555;
+  border-radius:3px; padding:0 2px; }
+.mi2v-timing.mi2v-off { opacity:0.45; }
 .mi2v-sep { width:1px; height:16px; background:#555; margin:0 2px; }
 .mi2v-stage { position:relative; flex:1 1 auto; min-height:120px; }
 .mi2v-canvas { position:absolute; left:0; top:0; width:100%; height:100%; touch-action:none; }
@@ -325,6 +330,28 @@ export class MotionBrushEditor {
     });
   }
 
+  /** Set the timing of track `index` ({start, end (null = last frame), ease_in, ease_out}). */
+  setTrackTiming(index, timing) {
+    if (index < 0 || index >= this.hints.tracks.length) return;
+    const start = Math.max(0, Math.round(Number(timing.start) || 0));
+    let end = timing.end == null || timing.end === "" ? null : Math.round(Number(timing.end));
+    if (end !== null && !(end > start)) end = start + 1;
+    const t = { start, end, ease_in: !!timing.ease_in, ease_out: !!timing.ease_out };
+    this._edit(() => {
+      this.hints.timing = this.hints.tracks.map((_, i) => this.hints.timing?.[i] ?? null);
+      this.hints.timing[index] = isDefaultTiming(t) ? null : t;
+    });
+  }
+
+  _timingFromFields() {
+    const f = this._timingFields;
+    this.setTrackTiming(this.activeTrack, {
+      start: f.start.value, end: f.end.value, ease_in: f.ease_in.checked, ease_out: f.ease_out.checked,
+    });
+    this._updateToolbar();
+    this.render();
+  }
+
   /** The same path run backwards (start and end swapped). */
   reverseTrack(index = this.activeTrack) {
     if (index < 0 || index >= this.hints.tracks.length) return;
@@ -484,6 +511,24 @@ export class MotionBrushEditor {
     button("fit", "Fit", "Show the whole image (the wheel zooms at the mouse; middle-drag or Space+drag pans)", () =>
       this.resetView(),
     );
+    // Always shown (disabled with no track selected), so the image never moves under the mouse.
+    this._timingRow = el("div", { className: "mi2v-timing", title: "When the selected track moves, in video frames (0 = the input image)" }, this.element);
+    el("span", { textContent: "Timing" }, this._timingRow);
+    const field = (key, label, attrs) => {
+      const l = el("label", { textContent: label }, this._timingRow);
+      const input = el("input", attrs, l);
+      input.dataset.mi2vAction = `timing-${key.replace("_", "-")}`;
+      input.addEventListener("change", () => this._timingFromFields());
+      return input;
+    };
+    this._timingFields = {
+      start: field("start", "start", { type: "number", min: 0, step: 1, title: "Frame the track starts moving (still before)" }),
+      end: field("end", "end", { type: "number", min: 1, step: 1, placeholder: "last", title: "Frame it arrives and holds (empty = the last frame)" }),
+      ease_in: field("ease_in", "ease in", { type: "checkbox", title: "Start slowly" }),
+      ease_out: field("ease_out", "ease out", { type: "checkbox", title: "Arrive slowly" }),
+    };
+    // Typing a frame number must not trigger the editor's shortcuts (Backspace deletes a track).
+    this._timingRow.addEventListener("keydown", (e) => e.stopPropagation());
     this._notice = el("div", { className: "mi2v-notice", hidden: true }, this.element);
     this._noticeText = el("span", {}, this._notice);
     const noticeButton = (action, label, onClick) => {
@@ -518,6 +563,17 @@ export class MotionBrushEditor {
       `Play the image moved along the drawing over ${this.target.frames} frames: the rough motion Drags To Flow ` +
       "makes, with the tracks sampled as the model samples them";
     b.play.setAttribute("aria-pressed", String(this._playing));
+    const timing = this.hints.timing?.[this.activeTrack] ?? null;
+    const f = this._timingFields;
+    const off = this.activeTrack < 0;
+    for (const input of Object.values(f)) input.disabled = off;
+    this._timingRow.classList.toggle("mi2v-off", off);
+    f.start.max = String(Math.max(0, this.target.frames - 2));
+    f.end.max = String(Math.max(1, this.target.frames - 1));
+    f.start.value = off ? "" : String(timing?.start ?? 0);
+    f.end.value = off || timing?.end == null ? "" : String(timing.end);
+    f.ease_in.checked = !!timing?.ease_in;
+    f.ease_out.checked = !!timing?.ease_out;
     this._sizeInput.value = String(this.brushRadius);
     this._sizeText.textContent = `${this.brushRadius}px`;
   }

@@ -205,6 +205,19 @@ try {
   const withExtra = JSON.parse(await widgetValue()).tracks[1].length;
   await click(PLAN.track2Extra, { button: "right" }); // delete that point again
   report.checks.pointDeletedByRightClick = withExtra === 4 && JSON.parse(await widgetValue()).tracks[1].length === 3;
+  // Per-track timing with the mouse and keyboard: select track 1 by its first point, then fill the
+  // timing row (start 2, end 9, ease out).
+  await click(PLAN.track1[0]);
+  const timingField = (key) => page.locator(`.mi2v-editor [data-mi2v-action="timing-${key}"]`).first();
+  for (const [key, text] of [["start", "2"], ["end", "9"]]) {
+    await timingField(key).click();
+    await page.keyboard.press("Control+A");
+    await page.keyboard.type(text);
+    await page.keyboard.press("Tab");
+  }
+  await timingField("ease-out").click();
+  report.timingSet = JSON.parse(await widgetValue()).timing ?? null;
+  report.checks.timingKeptTracks = JSON.parse(await widgetValue()).tracks.length === 2;
   await pressButton("new-track");
   await click(PLAN.anchor); // a one-point track: static anchor
   await pressButton("new-track");

@@ -103,6 +103,11 @@ def test_editor_in_real_browser(mode, browser_tools, frontend_server, reference_
     assert_points_close(data["tracks"][0], plan["track1"], "track 1")
     assert_points_close(data["tracks"][1], track2, "track 2 (point 2 dragged)")
     assert_points_close(data["tracks"][2], [plan["anchor"]], "anchor")
+    # Per-track timing set in the editor's timing row (format v2), kept through everything below.
+    timing = {"start": 2, "end": 9, "ease_in": False, "ease_out": True}
+    assert report["timingSet"] == [timing, None] and checks["timingKeptTracks"], report["timingSet"]
+    assert data["timing"] == [timing, None, None]
+    assert parse_widget_json(value).timing == [timing, None, None]
     assert checks["pointDeletedByRightClick"] and checks["trackDeletedByButton"] and checks["editorUndoRedo"]
     assert checks["play"]
     play = report["playInfo"]
