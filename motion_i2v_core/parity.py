@@ -90,47 +90,26 @@ class Bundle:
         self.tracks_info = json.loads(tracks_file.read_text()) if tracks_file.is_file() else {}
 
     def tensors(self, name: str) -> Dict[str, torch.Tensor]:
-        return self._files.setdefault(name, load_file(str(self.root / f"{name}.safetensors")))
+        """The tensors of `<name>.safetensors`, read once."""
+        if name not in self._files:
+            self._files[name] = load_file(str(self.root / f"{name}.safetensors"))
+        return self._files[name]
 
     @cached_property
     def _files(self) -> Dict[str, Dict[str, torch.Tensor]]:
         return {}
 
-    @property
-    def s1_in(self):
-        return self.tensors("stage1_inputs")
+    s1_in = property(lambda self: self.tensors("stage1_inputs"))
+    s1_out = property(lambda self: self.tensors("stage1_outputs"))
+    s2_in = property(lambda self: self.tensors("stage2_inputs"))
+    s2_out = property(lambda self: self.tensors("stage2_outputs"))
+    units = property(lambda self: self.tensors("units"))
 
-    @property
-    def s1_out(self):
-        return self.tensors("stage1_outputs")
-
-    @property
-    def s2_in(self):
-        return self.tensors("stage2_inputs")
-
-    @property
-    def s2_out(self):
-        return self.tensors("stage2_outputs")
-
-    @property
-    def units(self):
-        return self.tensors("units")
-
-    @property
-    def height(self) -> int:
-        return int(self.config["H"])
-
-    @property
-    def width(self) -> int:
-        return int(self.config["W"])
-
-    @property
-    def steps(self) -> int:
-        return int(self.config["steps"])
-
-    @property
-    def guidance(self) -> float:
-        return float(self.config["guidance"])
+    # The run's settings as meta.json records them.
+    height = property(lambda self: int(self.config["H"]))
+    width = property(lambda self: int(self.config["W"]))
+    steps = property(lambda self: int(self.config["steps"]))
+    guidance = property(lambda self: float(self.config["guidance"]))
 
     @property
     def model_length(self) -> int:
