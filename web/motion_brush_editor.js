@@ -40,6 +40,11 @@ const STYLE = `
 .mi2v-timing input[type=number] { width:42px; font:11px sans-serif; background:#222; color:#ddd; border:1px solid #555;
   border-radius:3px; padding:0 2px; }
 .mi2v-timing.mi2v-off { opacity:0.45; }
+/* The pop-out: the same editor element, moved into a large overlay over the graph. */
+.mi2v-popout { position:fixed; inset:0; z-index:10000; background:rgba(0,0,0,0.65); display:flex;
+  padding:3vh 3vw; box-sizing:border-box; }
+.mi2v-popout > .mi2v-editor { flex:1 1 auto; width:auto; height:auto; background:#1c1c1c; border:1px solid #555;
+  border-radius:6px; padding:8px; }
 .mi2v-sep { width:1px; height:16px; background:#555; margin:0 2px; }
 .mi2v-stage { position:relative; flex:1 1 auto; min-height:120px; }
 .mi2v-canvas { position:absolute; left:0; top:0; width:100%; height:100%; touch-action:none; }
@@ -511,6 +516,7 @@ export class MotionBrushEditor {
     button("fit", "Fit", "Show the whole image (the wheel zooms at the mouse; middle-drag or Space+drag pans)", () =>
       this.resetView(),
     );
+    button("popout", "Pop out", "Edit in a large view over the graph (Esc or Close returns)", () => this.togglePopout());
     // Always shown (disabled with no track selected), so the image never moves under the mouse.
     this._timingRow = el("div", { className: "mi2v-timing", title: "When the selected track moves, in video frames (0 = the input image)" }, this.element);
     el("span", { textContent: "Timing" }, this._timingRow);
@@ -739,6 +745,7 @@ export class MotionBrushEditor {
   _keyDown(e) {
     let handled = true;
     if (e.key === " ") this._spaceDown = true; // held: the left button pans
+    else if (e.key === "Escape" && this._popout) this.closePopout();
     else if (e.key === "Escape" || e.key === "Enter") this.endTrack();
     else if ((e.key === "Delete" || e.key === "Backspace") && this._hoverHit) {
       this.deletePoint(this._hoverHit.track, this._hoverHit.point);
@@ -1081,7 +1088,53 @@ export class MotionBrushEditor {
 
   // ─── Lifecycle ───
 
+  // ─── Pop-out view ───
+
+  get isPoppedOut() {
+    return !!this._popout;
+  }
+
+  togglePopout() {
+    if (this._popout) this.closePopout();
+    else this.openPopout();
+  }
+
+  /** Move this editor (same element, same state) into a large overlay; a placeholder keeps its place. */
+  openPopout() {
+    if (this._popout || !this.element.parentNode) return;
+    const overlay = document.createElement("div");
+    overlay.className = "mi2v-popout";
+    overlay.tabIndex = -1;
+    const placeholder = document.createComment("mi2v-editor popped out");
+    this.element.replaceWith(placeholder);
+    overlay.appendChild(this.element);
+    document.body.appendChild(overlay);
+    overlay.addEventListener("pointerdown", (e) => {
+      if (e.target === overlay) this.closePopout(); // a click beside the editor closes it
+    });
+    overlay.addEventListener("keydown", (e) => {
+      if (e.key === "Escape") this.closePopout();
+      e.stopPropagation(); // keys in the overlay are not the graph's
+    });
+    this._popout = { overlay, placeholder };
+    this._buttons.popout.textContent = "Close";
+    this._buttons.popout.setAttribute("aria-pressed", "true");
+    this.element.focus({ preventScroll: true });
+  }
+
+  closePopout() {
+    if (!this._popout) return;
+    const { overlay, placeholder } = this._popout;
+    this._popout = null;
+    if (placeholder.parentNode) placeholder.replaceWith(this.element);
+    overlay.remove();
+    this._buttons.popout.textContent = "Pop out";
+    this._buttons.popout.setAttribute("aria-pressed", "false");
+    this.resetView();
+  }
+
   destroy() {
+    this.closePopout();
     this._destroyed = true;
     this._playing = false;
     cancelAnimationFrame(this._playRaf);

@@ -437,6 +437,32 @@ try {
     report.screenshotClip = clip;
     await page.screenshot({ path: env.SCREENSHOT, clip });
   }
+  // ─── Pop-out: the same editor in a large overlay over the graph; a click there edits the same
+  // widget value; Escape puts it back into the node ───
+  {
+    const canvasBox = () => page.locator(".mi2v-editor canvas.mi2v-canvas").first().boundingBox();
+    const inNode = await canvasBox();
+    const tracksBefore = JSON.parse(await widgetValue()).tracks.length;
+    await pressButton("popout");
+    await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+    const inOverlay = await page.evaluate(() => !!document.querySelector("body > .mi2v-popout > .mi2v-editor"));
+    const big = await canvasBox();
+    await pressButton("track");
+    const point = [20 + SHIFT, 24];
+    await click(point); // a new one-point track, drawn in the big view
+    if (env.POPOUT_SCREENSHOT) await page.screenshot({ path: env.POPOUT_SCREENSHOT });
+    const edited = JSON.parse(await widgetValue());
+    await page.keyboard.press("Escape");
+    await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+    const back = await canvasBox();
+    report.popout = {
+      inOverlay, inNode, big, back, point, tracksBefore,
+      tracksInPopout: edited.tracks.length, lastTrack: edited.tracks.at(-1),
+      closed: await page.evaluate(() => document.querySelector(".mi2v-popout") === null),
+      valueAfterClose: await widgetValue(),
+      editorValueAfterClose: await serializedValue(),
+    };
+  }
   await collectDeprecations();
   mark("done");
 } catch (e) {

@@ -53,6 +53,7 @@ def run_editor_script(tools, server, vue: bool, screenshot: Path) -> dict:
         IMAGE_H=str(IMAGE_H),
         SCREENSHOT=str(screenshot),
         PLAY_SCREENSHOT=str(screenshot.with_name(screenshot.stem + "_play.png")),
+        POPOUT_SCREENSHOT=str(screenshot.with_name(screenshot.stem + "_popout.png")),
         MI2V_BROWSER_DIR=str(_browser_dir()),
         CHROMIUM=tools["chromium"],
     )
@@ -141,6 +142,16 @@ def test_editor_in_real_browser(mode, browser_tools, frontend_server, reference_
     assert not at(plan["erase"][1])  # erased across the stroke
     assert not at(plan["track2"][2]) and not at(plan["anchor"])  # never painted
     assert checks["referenceFromRun"] and report["finalValue"] == value
+
+    # Pop-out: the same editor moved into a large overlay; drawing there edits the same widget value,
+    # and Escape puts it back into the node at its old size.
+    pop = report["popout"]
+    assert pop["inOverlay"] and pop["closed"], pop
+    assert pop["big"]["width"] > 1.5 * pop["inNode"]["width"] and pop["big"]["height"] > 1.5 * pop["inNode"]["height"], pop
+    assert pop["tracksInPopout"] == pop["tracksBefore"] + 1, pop
+    assert_points_close(pop["lastTrack"], [pop["point"]], "track drawn in the pop-out")
+    assert pop["valueAfterClose"] == pop["editorValueAfterClose"] and len(json.loads(pop["valueAfterClose"])["tracks"]) == pop["tracksInPopout"]
+    assert all(abs(pop["back"][k] - pop["inNode"][k]) <= 1 for k in ("width", "height")), pop
 
     # Errors from our extension (its files, its log prefix); the frontend's own offline noise
     # (blocked api.comfy.org look-ups, 404s for optional files) is not ours.
