@@ -564,6 +564,7 @@ export class MotionBrushEditor {
     b["reverse-track"].disabled = this.activeTrack < 0 || this.hints.tracks[this.activeTrack]?.length < 2;
     b["clear-brush"].disabled = this.hints.brush.length === 0;
     b["clear-tracks"].disabled = this.hints.tracks.length === 0;
+    b.popout.hidden = !this._popout && this._inVueNode();
     b.play.textContent = this._playing ? "Stop" : "Play";
     b.play.title =
       `Play the image moved along the drawing over ${this.target.frames} frames: the rough motion Drags To Flow ` +
@@ -1099,9 +1100,15 @@ export class MotionBrushEditor {
     else this.openPopout();
   }
 
+  // Nodes 2.0 (Vue) nodes do not let the element leave them (it stopped rendering in the overlay), so
+  // the pop-out is offered in the classic canvas only.
+  _inVueNode() {
+    return !!this.element.closest?.("[data-node-id]");
+  }
+
   /** Move this editor (same element, same state) into a large overlay; a placeholder keeps its place. */
   openPopout() {
-    if (this._popout || !this.element.parentNode) return;
+    if (this._popout || !this.element.parentNode || this._inVueNode()) return;
     const overlay = document.createElement("div");
     overlay.className = "mi2v-popout";
     overlay.tabIndex = -1;

@@ -438,8 +438,9 @@ try {
     await page.screenshot({ path: env.SCREENSHOT, clip });
   }
   // ─── Pop-out: the same editor in a large overlay over the graph; a click there edits the same
-  // widget value; Escape puts it back into the node ───
-  {
+  // widget value; Escape puts it back into the node (classic canvas only: hidden in Nodes 2.0) ───
+  report.popoutButtonShown = await page.locator(`.mi2v-editor [data-mi2v-action="popout"]`).first().isVisible();
+  if (!VUE) {
     const canvasBox = () => page.locator(".mi2v-editor canvas.mi2v-canvas").first().boundingBox();
     const inNode = await canvasBox();
     const tracksBefore = JSON.parse(await widgetValue()).tracks.length;
