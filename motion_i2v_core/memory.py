@@ -94,13 +94,27 @@ def stage1_estimate(unet: UNetConfig, flow_vae: VAEConfig, image_vae: VAEConfig,
         "reference_encode": vae_bytes(image_vae_channels, 1, height, width, vae_dtype, VAE_ENCODE_FACTOR),
         "flow_unet": unet_forward_bytes(unet_channels, classifier_free_batch(guidance), num_frames - 1,
                                         height, width, unet_dtype, FLOW_UNET_FACTOR),
+        # The flow is decoded in float32 whatever the flow VAE's dtype (pipelines keep flows exact).
         "flow_decode": vae_bytes(flow_vae_channels, min(decode_batch, num_frames - 1), height, width,
-                                 flow_vae_dtype, VAE_DECODE_FACTOR),
+                                 torch.float32, VAE_DECODE_FACTOR),
     }
     if encode_control:
         phases["control_encode"] = control_encode_estimate(flow_vae, num_frames, height, width,
                                                            flow_vae_dtype, control_chunk)
     return MemoryEstimate(phases)
+
+
+TEMPORAL_ATTENTIONS_PER_MODULE = 2  # the official "Vanilla" motion module: two temporal self-attentions
+
+
+def kept_kv_bytes(unet: UNetConfig, dtype: torch.dtype) -> int:
+    """What the render UNet keeps after its first call: one stacked K/V projection weight (2 C x C) per
+    temporal attention, for the fast backends (ops/, TemporalAttention.stacked_kv_weight). A motion
+    module follows every resnet: layers_per_block per level down, one more up, one in the mid block.
+    Counted whatever the backend, so the bound holds on every device (0.15 GiB at SD-1.5 size in fp16)."""
+    modules_per_level = 2 * unet.layers_per_block + 1
+    squares = sum(modules_per_level * c * c for c in unet.block_out_channels) + unet.block_out_channels[-1] ** 2
+    return TEMPORAL_ATTENTIONS_PER_MODULE * 2 * squares * dtype_size(dtype)
 
 
 def stage2_estimate(unet: UNetConfig, vae: VAEConfig, *, num_frames: int, height: int, width: int,
@@ -111,7 +125,8 @@ def stage2_estimate(unet: UNetConfig, vae: VAEConfig, *, num_frames: int, height
     return MemoryEstimate({
         "reference_encode": vae_bytes(vae_channels, 1, height, width, vae_dtype, VAE_ENCODE_FACTOR),
         "render_unet": unet_forward_bytes(unet_channels, classifier_free_batch(guidance), num_frames,
-                                          height, width, unet_dtype, RENDER_UNET_FACTOR),
+                                          height, width, unet_dtype, RENDER_UNET_FACTOR)
+        + kept_kv_bytes(unet, unet_dtype),
         "video_decode": vae_bytes(vae_channels, min(decode_batch, num_frames), height, width, vae_dtype,
                                   VAE_DECODE_FACTOR),
     })
