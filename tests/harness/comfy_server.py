@@ -9,6 +9,7 @@ Usage (the `comfy_server` fixture in tests/conftest.py does the first part once 
     result = client.run(api_prompt, timeout=120)   # POST /prompt, collect websocket events until done
     assert result.ok, result.describe()           # .status "success" | "error" | "interrupted"
     result.outputs["9"]["images"]; result.progress_for("5"); result.error["exception_message"]
+    result.previews_for("5")            # JPEG/PNG bytes of the live previews sent while node 5 ran
     client.run(prompt, on_event=lambda r, ev: client.interrupt() if ev["type"] == "progress" else None)
     server.stop()
 
@@ -42,6 +43,7 @@ from typing import Any, Callable, Optional
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 LAUNCHER = REPO_DIR / "scripts" / "launch_comfyui.py"
+PREVIEW_IMAGE = 1  # ComfyUI's BinaryEventTypes.PREVIEW_IMAGE: 4-byte format (1 JPEG, 2 PNG), then the image
 PACK_NAME = "comfyui-motion-i2v"  # folder name the pack is mounted under (as scripts/run_comfyui.sh does)
 
 
@@ -107,6 +109,9 @@ class RunResult:
     error: Optional[dict] = None  # execution_error data
     history: Optional[dict] = None
     seconds: float = 0.0
+    # Binary preview frames, as (node id executing when it arrived, event type, payload after the type).
+    # They carry no prompt id: only frames received while this prompt was running are kept.
+    previews: list[tuple[Optional[str], int, bytes]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -123,6 +128,10 @@ class RunResult:
             for e in self.events
             if e["type"] == "progress" and str(e["data"].get("node")) == str(node_id)
         ]
+
+    def previews_for(self, node_id: str) -> list[bytes]:
+        """The image bytes (JPEG or PNG) of every PREVIEW_IMAGE frame sent while one node ran."""
+        return [payload[4:] for node, kind, payload in self.previews if node == str(node_id) and kind == PREVIEW_IMAGE]
 
     def did_run(self, node_id: str) -> bool:
         return str(node_id) in self.ran
@@ -219,8 +228,13 @@ class ComfyClient:
                         break
                     if msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
                         raise ServerError(f"websocket closed while waiting for prompt {prompt_id}")
+                    if msg.type == aiohttp.WSMsgType.BINARY:
+                        if result.ran and len(msg.data) >= 4:  # preview images: 4-byte big-endian type, payload
+                            kind = int.from_bytes(msg.data[:4], "big")
+                            result.previews.append((result.ran[-1], kind, bytes(msg.data[4:])))
+                        continue
                     if msg.type != aiohttp.WSMsgType.TEXT:
-                        continue  # binary preview images
+                        continue
                     event = json.loads(msg.data)
                     data = event.get("data") or {}
                     if data.get("prompt_id") != prompt_id:
