@@ -12,7 +12,7 @@ from motion_i2v_core.pipelines.stage1 import predict_flow
 from motion_i2v_core.schedulers import sampler_names
 
 from .encode_flow import encode_motion
-from .progress import StepProgress
+from .progress import FLOW_LATENTS, StepProgress
 from .sizes import check_size, frames_input, size_inputs
 from .types import (CATEGORY, ControlType, FlowField, FlowType, ModelType, MotionControl,
                     conditioning_to_text, frames_to_image, image_to_core)
@@ -61,7 +61,9 @@ class PredictFlow(io.ComfyNode):
             category=CATEGORY,
             description=(
                 "Stage 1: predicts how every pixel of the image moves in each frame (optical flow), from the image, "
-                "the text and optional drags/brush. Check the result with Preview Motion, then render it with Render Video."
+                "the text and optional drags/brush. Check the result with Preview Motion, then render it with Render Video. "
+                "While sampling (preview method not none) it shows a rough, undecoded look at the middle frame's flow "
+                "latent (its first two channels as red/green), not the final flow colours."
             ),
             inputs=[
                 ModelType.Input("model", tooltip="From Load Motion-I2V."),
@@ -92,7 +94,7 @@ class PredictFlow(io.ComfyNode):
         uncond = conditioning_to_text(negative, "negative")
         control = matching_control(control, model, width, height, num_frames)
         stage1 = model.stage1_on_device(width, height, num_frames, cfg, encode_control=control is None)
-        progress = StepProgress(steps)
+        progress = StepProgress(steps, preview=FLOW_LATENTS)
         prediction = predict_flow(
             stage1, reference, cond, uncond,
             control=None if control is None else control.control,

@@ -8,7 +8,7 @@ from motion_i2v_core.motion.image_prep import fit_image
 from motion_i2v_core.pipelines.long_shot import plan_segments, render_long_shot
 
 from .predict_flow import compat_input, sampling_inputs
-from .progress import StepProgress
+from .progress import VIDEO_LATENTS, StepProgress
 from .sizes import MAX_FRAMES
 from .types import CATEGORY, FlowField, FlowType, ModelType, conditioning_to_text, frames_to_image, image_to_core
 
@@ -24,7 +24,8 @@ class RenderLongShot(io.ComfyNode):
                 f"Renders a motion longer than {MAX_FRAMES} frames (e.g. Camera Motion or Flow From Video with more "
                 "frames) as chained segments: each segment starts from the frame the previous one rendered and "
                 "follows the motion from there, optionally cross-fading overlapping frames. One batch out, one "
-                "progress bar over every segment; Cancel stops between and inside segments."
+                "progress bar over every segment, with a preview of the middle frame of the segment being sampled "
+                "(when ComfyUI's preview method is not none); Cancel stops between and inside segments."
             ),
             inputs=[
                 ModelType.Input("model", tooltip="From Load Motion-I2V (its stage-2 weights)."),
@@ -54,7 +55,7 @@ class RenderLongShot(io.ComfyNode):
         cond = conditioning_to_text(positive, "positive")
         uncond = conditioning_to_text(negative, "negative")
         stage2 = model.stage2_on_device(flow.width, flow.height, segment_frames, cfg)  # one segment at a time
-        progress = StepProgress(len(plan) * steps)
+        progress = StepProgress(len(plan) * steps, preview=VIDEO_LATENTS)
         result = render_long_shot(
             stage2, reference, cond, uncond, flow.flow, flow.static_mask,
             segment_frames=segment_frames, overlap=overlap, steps=steps, seed=seed,

@@ -8,7 +8,7 @@ from motion_i2v_core.motion.image_prep import fit_image
 from motion_i2v_core.pipelines.stage2 import render_video
 
 from .predict_flow import compat_input, sampling_inputs
-from .progress import StepProgress
+from .progress import VIDEO_LATENTS, StepProgress
 from .sizes import MAX_FRAMES
 from .types import (CATEGORY, FlowField, FlowType, ModelType, conditioning_to_text, frames_to_image, image_to_core,
                     latents_to_comfy)
@@ -24,7 +24,9 @@ class RenderVideo(io.ComfyNode):
             description=(
                 "Stage 2: renders the video frames so that they follow the flow, keeping the look of the first "
                 "frame. The output is a batch of images (connect Save Animated WEBP, Save Video or Video Combine) and "
-                "the same video as an SD-1.5 LATENT for ComfyUI's own samplers, upscalers and VAE Decode."
+                "the same video as an SD-1.5 LATENT for ComfyUI's own samplers, upscalers and VAE Decode. "
+                "While sampling, the node shows the middle frame as it forms (ComfyUI's preview method: "
+                "latent2rgb, or TAESD when installed; none with --preview-method none)."
             ),
             inputs=[
                 ModelType.Input("model", tooltip="From Load Motion-I2V (its stage-2 weights)."),
@@ -53,7 +55,7 @@ class RenderVideo(io.ComfyNode):
         cond = conditioning_to_text(positive, "positive")
         uncond = conditioning_to_text(negative, "negative")
         stage2 = model.stage2_on_device(flow.width, flow.height, flow.num_frames, cfg)
-        progress = StepProgress(steps)
+        progress = StepProgress(steps, preview=VIDEO_LATENTS)
         result = render_video(
             stage2, reference, cond, uncond, flow.flow, flow.static_mask,
             steps=steps, guidance=cfg, seed=seed, sampler=sampler, official_compat=official_compat,
