@@ -23,13 +23,18 @@ def tiny_server(comfy_server, parity_models):
     """The session server with the tiny random-weight official-layout bundle (cross_dim 32) mounted as
     models/motion_i2v/Motion-I2V, ComfyUI's example.png in its input folder and a driving clip made
     from it (the video-to-video example's Load Video file)."""
-    weights = comfy_server.models_dir / "motion_i2v" / TINY_WEIGHTS
+    return mount_tiny_models(comfy_server, parity_models)
+
+
+def mount_tiny_models(server, parity_models: Path):
+    """What tiny_server adds, for any ComfyServer (e.g. one started with other arguments)."""
+    weights = server.models_dir / "motion_i2v" / TINY_WEIGHTS
     if not weights.exists():
         weights.symlink_to(parity_models, target_is_directory=True)
-    image = Path(comfy_server.comfy_dir) / "input" / "example.png"
-    shutil.copy(image, comfy_server.input_dir / "example.png")
-    write_driving_clip(image, comfy_server.input_dir / DRIVING_CLIP)
-    return comfy_server
+    image = Path(server.comfy_dir) / "input" / "example.png"
+    shutil.copy(image, server.input_dir / "example.png")
+    write_driving_clip(image, server.input_dir / DRIVING_CLIP)
+    return server
 
 
 def write_driving_clip(image: Path, path: Path, frames: int = 12, size: int = 128) -> None:
