@@ -118,7 +118,11 @@ def test_cli_estimate_json(tmp_path):
         assert mode["peak_gib"] > mode["weights_gib"] > 0
     # residency and weight precision order the peaks; fp8 halves what the UNets store
     assert modes["low_vram_fp16"]["peak_gib"] < modes["resident_fp16"]["peak_gib"]
-    assert modes["low_vram_fp8"]["peak_gib"] < modes["low_vram_fp16"]["peak_gib"]
+    # fp8 weights shrink the UNet phases; the overall peak can sit in a VAE phase (fp8 does not touch the
+    # VAEs), where both modes are equal, so compare the UNet steps.
+    for phase in ("stage1_unet_step", "stage2_unet_step"):
+        assert modes["low_vram_fp8"]["phases"][phase]["peak_gib"] < modes["low_vram_fp16"]["phases"][phase]["peak_gib"]
+    assert modes["low_vram_fp8"]["peak_gib"] <= modes["low_vram_fp16"]["peak_gib"]
     w16, w8 = modes["resident_fp16"]["weights_per_model_gib"], modes["resident_fp8"]["weights_per_model_gib"]
     assert 0.45 < w8["render_unet"] / w16["render_unet"] < 0.6
     assert w8["image_vae"] == w16["image_vae"]
