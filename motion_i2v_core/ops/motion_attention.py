@@ -93,6 +93,27 @@ def interleaved_sequence(
     return seq.add_(pe[0, :length].to(x.dtype))
 
 
+def attend_interleaved(
+    x: torch.Tensor,
+    num_frames: int,
+    pe: torch.Tensor,
+    heads: int,
+    w_q: torch.Tensor,
+    write_warped: Callable[[torch.Tensor, torch.Tensor], None],
+    project_kv: Callable[[torch.Tensor], tuple],
+    attention: Callable[..., torch.Tensor],
+) -> torch.Tensor:
+    """What every backend does around its warp: build the 2F-1 sequence, queries from the real tokens,
+    keys and values from the whole sequence (``project_kv(seq) -> (k, v)``), ``attention(q, k, v,
+    heads)``, back to ``(B*F, N, C)``."""
+    bf, n, c = x.shape
+    seq = interleaved_sequence(x, num_frames, pe, write_warped)
+    q = F.linear(seq[:, 0::2], w_q)
+    k, v = project_kv(seq)
+    out = attention(q, k, v, heads)
+    return out.reshape(bf // num_frames, n, num_frames, c).transpose(1, 2).reshape(bf, n, c)
+
+
 def motion_augmented_attention(
     x: torch.Tensor,
     flow: torch.Tensor,
@@ -136,9 +157,5 @@ def motion_augmented_attention(
         warped = get_op("forward_splat")(ref[src], flows, mode="avg")
         slots.copy_(warped.reshape(batch, frames - 1, c, n).permute(0, 3, 1, 2))
 
-    seq = interleaved_sequence(x, frames, pe, write_warped)
-    q = F.linear(seq[:, 0::2], w_q)
-    k = F.linear(seq, w_k)
-    v = F.linear(seq, w_v)
-    out = multihead_attention(q, k, v, heads)
-    return out.reshape(batch, n, frames, c).transpose(1, 2).reshape(batch * frames, n, c)
+    return attend_interleaved(x, frames, pe, heads, w_q, write_warped,
+                              lambda seq: (F.linear(seq, w_k), F.linear(seq, w_v)), multihead_attention)

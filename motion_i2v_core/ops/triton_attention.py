@@ -31,8 +31,8 @@ import triton
 import triton.language as tl
 
 from motion_i2v_core.ops.motion_attention import (
+    attend_interleaved,
     check_motion_attention_args,
-    interleaved_sequence,
     multihead_attention,
     warp_source_index,
 )
@@ -112,25 +112,11 @@ def multihead_attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     return multihead_attention(q, k, v, heads)
 
 
-def motion_augmented_attention_triton(
-    x: torch.Tensor,
-    flow: torch.Tensor,
-    *,
-    num_frames: int,
-    height: int,
-    width: int,
-    pe: torch.Tensor,
-    heads: int,
-    w_q: torch.Tensor,
-    w_k: torch.Tensor,
-    w_v: torch.Tensor,
-    official_compat: bool = False,
-    kv_weight: Optional[Callable[[], torch.Tensor]] = None,
-    flow_cache: Optional[dict] = None,
-) -> torch.Tensor:
-    """See ``ops.motion_attention.motion_augmented_attention`` (same arguments and result)."""
+def motion_augmented_attention_triton(x, flow, *, num_frames, height, width, pe, heads, w_q, w_k, w_v,
+                                      official_compat=False, kv_weight=None, flow_cache=None) -> torch.Tensor:
+    """The "triton" backend of ``ops.motion_attention.motion_augmented_attention``, whose docstring gives
+    the arguments (types and shapes) and the result."""
     batch, _ = check_motion_attention_args(x, flow, num_frames, height, width, pe)
-    n, c = x.shape[1:]
     frames = num_frames
 
     def write_warped(ref_tokens: torch.Tensor, slots: torch.Tensor) -> None:
@@ -147,12 +133,11 @@ def motion_augmented_attention_triton(
         warp_splat(ref, flows, x_index=x_index, flow_index=flow_index, mode="avg", out=warped_slots,
                    normaliser=normaliser)
 
-    seq = interleaved_sequence(x, frames, pe, write_warped)
-    q = F.linear(seq[:, 0::2], w_q)
-    k, v = F.linear(seq, torch.cat([w_k, w_v]) if kv_weight is None else kv_weight()).chunk(2, dim=-1)
+    def project_kv(seq: torch.Tensor):
+        return F.linear(seq, torch.cat([w_k, w_v]) if kv_weight is None else kv_weight()).chunk(2, dim=-1)
+
     # The attention step is the registry's: SDPA under "auto", the Triton kernel when "triton" is selected.
-    out = get_op("multihead_attention")(q, k, v, heads)
-    return out.reshape(batch, n, frames, c).transpose(1, 2).reshape(batch * frames, n, c)
+    return attend_interleaved(x, frames, pe, heads, w_q, write_warped, project_kv, get_op("multihead_attention"))
 
 
 def _cached(cache: Optional[dict], key: str, make: Callable[[], torch.Tensor]) -> torch.Tensor:
