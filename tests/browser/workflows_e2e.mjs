@@ -9,6 +9,7 @@
 import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
+import { watchConsole } from "./console_watch.mjs";
 
 const env = process.env;
 const BASE = env.COMFY_URL ?? "http://127.0.0.1:8188";
@@ -24,29 +25,7 @@ const browser = await chromium.launch({
 });
 try {
   const page = await browser.newPage({ viewport: { width: 1920, height: 1080 } }); // a full-HD screen
-  page.on("console", (m) => {
-    if (m.type() === "error") report.consoleErrors.push(m.text().slice(0, 300));
-  });
-  // Deprecation warnings with the stack that raised them: ours are those our files (served under
-  // /extensions/<pack>/) are on; the frontend's own (e.g. its legacy queue menu) are not ours.
-  await page.addInitScript(() => {
-    const warn = console.warn.bind(console);
-    window.__mi2vDeprecations = [];
-    console.warn = (...args) => {
-      const text = args.map(String).join(" ");
-      if (/deprecat/i.test(text)) window.__mi2vDeprecations.push({ text: text.slice(0, 300), stack: new Error().stack ?? "" });
-      warn(...args);
-    };
-  });
-  const collectDeprecations = async () => {
-    const all = await page.evaluate(() => window.__mi2vDeprecations ?? []).catch(() => []);
-    for (const d of all) {
-      const ours = /\/extensions\/[^/]*motion-i2v[^/]*\//i.test(d.stack);
-      if (ours && !report.deprecations.includes(d.text)) report.deprecations.push(d.text);
-      if (!ours && !report.otherDeprecations.includes(d.text)) report.otherDeprecations.push(d.text);
-    }
-  };
-  page.on("pageerror", (e) => report.consoleErrors.push("pageerror: " + e.message.slice(0, 300)));
+  const collectDeprecations = await watchConsole(page, report);
   await page.request.post(`${BASE}/api/settings`, { data: { "Comfy.TutorialCompleted": true, "Comfy.VueNodes.Enabled": VUE } });
   await page.goto(BASE);
   await page.waitForFunction(() => window.app?.extensionManager && window.app.graph && window.LiteGraph, null, { timeout: 60000 });
